@@ -1,0 +1,205 @@
+"""The compiler onto durable-rules, and the evaluation of one patient.
+
+The only module that imports durable. It drives the engine's C module directly, which
+avoids every hazard of ``durable.engine.Host`` measured in DURABLE_NOTES.md:
+
+* no ``Host``, hence no timer threads running actions in the background;
+* no Python actions at all: a fired rule is read from the message name, so no exception can
+  be swallowed inside an action and no action object costs time;
+* one process-wide lock around every engine call, and a fresh session id per evaluation that
+  is deleted in ``finally``: at most one state is alive, so the 1,024-state limit and the
+  32-bit sid hash collisions cannot bite;
+* facts are typed by pydantic before they get here; unknown facts are *absent* from the
+  engine's fact, and an absent field satisfies no comparison;
+* every pattern carries a discriminator (``t``), so a test of absence cannot loop;
+* derived facts are asserted by stage; a negated derived fact is tested only when a stage
+  fact arrives after all its producers have fired, so negation sees the final picture.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+import durable_rules_engine as _dre
+
+from ._conditions import Branch, DerivedTest, FactTest, ParamRef, Tolerance
+from ._factspec import FACTS
+from ._ruleset import Rule, Ruleset
+from ._schema import Concludes
+from .exceptions import EvaluationError
+
+#: The C engine keeps process-wide tables and never releases the GIL: one lock for all.
+ENGINE_LOCK = threading.RLock()
+_session_ids = itertools.count(1)
+_ruleset_ids = itertools.count(1)
+
+_OPS = {"ne": "$neq", "gt": "$gt", "gte": "$gte", "lt": "$lt", "lte": "$lte"}
+
+
+def resolve(value: Any, values: Mapping[str, float]) -> Any:
+    """A test's value with parameters and tolerances replaced by numbers."""
+    if isinstance(value, ParamRef):
+        return values[value.name]
+    if isinstance(value, Tolerance):
+        base = resolve(value.base, values)
+        percent = resolve(value.percent, values)
+        factor = 1 + percent / 100 if value.direction == "percent_above" else 1 - percent / 100
+        return round(base * factor, 6)
+    return value
+
+
+def _fact_expr(test: FactTest, values: Mapping[str, float]) -> dict[str, Any]:
+    key = FACTS[test.fact].key
+    if test.op == "known":
+        return {"$ex" if test.value else "$nex": {key: 1}}
+    if test.op == "in":
+        return {"$or": [{key: item} for item in test.value]}
+    if test.op == "not_in":
+        return {"$and": [{"$neq": {key: item}} for item in test.value]}
+    value = resolve(test.value, values)
+    if test.op == "eq":
+        return {key: value}
+    return {_OPS[test.op]: {key: value}}
+
+
+def _derived_expr(test: DerivedTest) -> dict[str, Any]:
+    selector = {"name": test.name} if test.name is not None else {"kind": test.kind}
+    return {"$and": [{"t": "derived"}, selector]}
+
+
+def compile_branch(branch: Branch, stage: int, values: Mapping[str, float]) -> dict[str, Any]:
+    """One conjunction as one durable rule definition."""
+    patterns: list[dict[str, Any]] = []
+    fact_tests = [_fact_expr(t, values) for t in branch if isinstance(t, FactTest)]
+    if fact_tests:
+        patterns.append({"p": {"$and": [{"t": "patient"}, *fact_tests]}})
+    derived = [t for t in branch if isinstance(t, DerivedTest)]
+    if derived:
+        patterns.append({"s": {"$and": [{"t": "stage"}, {"n": stage}]}})
+        for index, test in enumerate(derived):
+            name = f"d{index}" if test.present else f"n{index}$not"
+            patterns.append({name: _derived_expr(test)})
+    return {"all": patterns}
+
+
+@attrs.frozen
+class Fired:
+    """A rule that fired, and which branch of its condition matched."""
+
+    rule: Rule
+    branch: int
+
+
+class Engine:
+    """A ruleset compiled onto durable-rules; evaluates one patient per call."""
+
+    def __init__(self, ruleset: Ruleset) -> None:
+        self.ruleset = ruleset
+        self._names: dict[str, tuple[Rule, int]] = {}
+        definition: dict[str, Any] = {}
+        for rule_index, rule in enumerate(ruleset.rules):
+            for branch_index, branch in enumerate(rule.branches):
+                name = f"r{rule_index}_{branch_index}"
+                definition[name] = compile_branch(branch, rule.depth, ruleset.values)
+                self._names[name] = (rule, branch_index)
+        self.definition = definition
+        self.stages = max((rule.depth for rule in ruleset.rules), default=0)
+        with ENGINE_LOCK:
+            self._handle = _dre.create_ruleset(
+                f"{ruleset.name}-{next(_ruleset_ids)}", json.dumps(definition)
+            )
+
+    def close(self) -> None:
+        """Release the engine's ruleset (idempotent)."""
+        handle, self._handle = self._handle, None
+        if handle is not None:
+            with ENGINE_LOCK:
+                _dre.delete_ruleset(handle)
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:  # pragma: no cover - interpreter shutdown
+            pass
+
+    def evaluate(self, fact: Mapping[str, Any]) -> list[Fired]:
+        """Every rule branch the patient's fact satisfies, derivations chained by stage.
+
+        Raises EvaluationError on any engine failure; never returns a partial result.
+        """
+        if self._handle is None:
+            raise EvaluationError("engine is closed")
+        with ENGINE_LOCK:
+            sid = str(next(_session_ids))
+            state_created = False
+            try:
+                fired: dict[str, Fired] = {}
+                derived: set[str] = set()
+                patient = {**fact, "t": "patient", "sid": sid}
+                state = self._assert(_dre.assert_fact, patient)
+                state_created = True
+                self._settle(state, sid, fired, derived)
+                for stage in range(1, self.stages + 1):
+                    state = self._assert(_dre.assert_fact, {"t": "stage", "n": stage, "sid": sid})
+                    self._settle(state, sid, fired, derived)
+                return list(fired.values())
+            except EvaluationError:
+                raise
+            except Exception as error:
+                raise EvaluationError(f"rule engine failed: {type(error).__name__}: "
+                                      f"{_scrub(error)}") from None
+            finally:
+                if state_created:
+                    try:
+                        _dre.delete_state(self._handle, sid)
+                    except Exception as error:  # a leaked state must not pass silently
+                        raise EvaluationError(
+                            f"rule engine could not free its session state: {_scrub(error)}"
+                        ) from None
+
+    def _assert(self, function: Any, message: Any) -> int:
+        code, state = function(self._handle, json.dumps(message))
+        # 0: handled; 1: matched no rule; 2: an identical fact was already there.
+        if code not in (0, 1, 2):
+            raise EvaluationError(f"rule engine refused a fact (code {code})")
+        return int(state)
+
+    def _settle(self, state: int, sid: str, fired: dict[str, Fired], derived: set[str]) -> None:
+        """Drain fired rules; assert what they derive; repeat until nothing new fires."""
+        while True:
+            new_facts = []
+            for name in self._drain(state):
+                entry = self._names.get(name)
+                if entry is None:
+                    raise EvaluationError(f"rule engine fired an unknown rule {name!r}")
+                rule, branch = entry
+                fired.setdefault(name, Fired(rule, branch))
+                if rule.spec.concludes is not Concludes.RECOMMENDATION and \
+                        rule.spec.id not in derived:
+                    derived.add(rule.spec.id)
+                    new_facts.append({"t": "derived", "kind": rule.spec.concludes.value,
+                                      "name": rule.spec.id, "sid": sid})
+            if not new_facts:
+                return
+            state = self._assert(_dre.assert_facts, new_facts)
+
+    def _drain(self, state: int) -> list[str]:
+        names = []
+        result = _dre.start_action_for_state(self._handle, state)
+        message = result[1] if result else None
+        while message:
+            # The message is {"<rule name>":{...}}; the name is all we need.
+            names.append(message[2:message.index('"', 2)])
+            message = _dre.complete_and_start_action(self._handle, state)
+        return names
+
+
+def _scrub(error: BaseException) -> str:
+    """An engine error's text without any fact content (the engine echoes whole facts)."""
+    text = str(error)
+    return text.split("{", 1)[0].strip() or type(error).__name__

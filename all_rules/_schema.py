@@ -1,0 +1,202 @@
+"""The ruleset file format, as pydantic models (documented in docs/ruleset-format.md).
+
+Conditions (``when``) are kept raw here and parsed by ``_conditions``, which knows the fact
+catalogue; everything else about a rule is checked by these models.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, model_validator
+
+RULE_ID_PATTERN = r"^[a-z][a-z0-9_]*(\.[a-z0-9_]+)+$"
+PARAM_NAME_PATTERN = r"^[a-z][a-z0-9_]*$"
+
+CitationId = StrictInt | str
+ValueRef = StrictInt | StrictFloat | str
+"""A number, or ``"$name"`` naming a parameter."""
+
+
+class Kind(StrEnum):
+    RECOMMEND = "recommend"
+    CONSIDER = "consider"
+    AVOID = "avoid"
+    ALERT = "alert"
+    DATA_NEEDED = "data_needed"
+    INFO = "info"
+
+
+class Severity(StrEnum):
+    INFO = "info"
+    WARNING = "warning"
+    CRITICAL = "critical"
+
+
+SEVERITY_RANK = {Severity.INFO: 0, Severity.WARNING: 1, Severity.CRITICAL: 2}
+
+
+class ItemPhase(StrEnum):
+    """The pathway phase an output item belongs to; the output is ordered by it."""
+
+    ANY = "any"
+    DIAGNOSIS = "diagnosis"
+    INDUCTION = "induction"
+    CONSOLIDATION = "consolidation"
+    MAINTENANCE = "maintenance"
+    RELAPSED_REFRACTORY = "relapsed_refractory"
+
+
+PHASE_ORDER = {phase: index for index, phase in enumerate(ItemPhase)}
+
+
+class RiskGroup(StrEnum):
+    STANDARD = "standard"
+    PROVISIONAL_STANDARD = "provisional_standard"
+    INDETERMINATE = "indeterminate"
+    HIGH = "high"
+    VERY_HIGH = "very_high"
+
+
+class Concludes(StrEnum):
+    RECOMMENDATION = "recommendation"
+    RISK_FEATURE = "risk_feature"
+    RISK_GROUP = "risk_group"
+    MISSING_FACT = "missing_fact"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DoseSpec(_Model):
+    """A dose the output computes from the patient's BSA."""
+
+    drug: str
+    per_m2: ValueRef
+    per_m2_max: ValueRef | None = None
+    unit: Literal["mg", "IU"]
+    cap: ValueRef | None = None
+    schedule: str
+    decimals: int = Field(default=2, ge=0, le=4)
+
+
+class RuleSpec(_Model):
+    """One rule of a ruleset file."""
+
+    id: str = Field(pattern=RULE_ID_PATTERN)
+    variant: str | None = Field(default=None, pattern=PARAM_NAME_PATTERN)
+    title: str = Field(min_length=3)
+    concludes: Concludes = Concludes.RECOMMENDATION
+    group: RiskGroup | None = None
+    fact: str | None = None
+    kind: Kind | None = None
+    severity: Severity | None = None
+    phase: ItemPhase | None = None
+    when: Any
+    text: str | None = None
+    reason: str | None = None
+    citations: list[CitationId] = Field(default_factory=list)
+    doses: list[DoseSpec] = Field(default_factory=list)
+    interpretation: str | None = None
+
+    @model_validator(mode="after")
+    def _fields_fit_conclusion(self) -> RuleSpec:
+        item_fields = ("kind", "severity", "phase", "text", "reason")
+        produces_item = self.concludes in (Concludes.RECOMMENDATION, Concludes.RISK_FEATURE)
+        if produces_item:
+            missing = [name for name in item_fields if getattr(self, name) is None]
+            if missing:
+                raise ValueError(f"a {self.concludes.value} rule needs {', '.join(missing)}")
+            if not self.citations:
+                raise ValueError(f"a {self.concludes.value} rule needs at least one citation")
+        else:
+            extra = [name for name in (*item_fields, "doses") if getattr(self, name)]
+            if extra:
+                raise ValueError(
+                    f"a {self.concludes.value} rule produces no output item; "
+                    f"remove {', '.join(extra)}"
+                )
+        if (self.group is not None) != (self.concludes is Concludes.RISK_GROUP):
+            raise ValueError("`group` is required for, and only for, a risk_group rule")
+        if (self.fact is not None) != (self.concludes is Concludes.MISSING_FACT):
+            raise ValueError("`fact` is required for, and only for, a missing_fact rule")
+        return self
+
+    @property
+    def key(self) -> str:
+        """Unique key of the rule: its id, plus ``#variant`` for a variant."""
+        return self.id if self.variant is None else f"{self.id}#{self.variant}"
+
+
+class RuleFile(_Model):
+    """One rules file: a description and its rules."""
+
+    description: str = ""
+    rules: list[RuleSpec] = Field(min_length=1)
+
+
+class ParameterSpec(_Model):
+    """A named threshold: value, unit, where it comes from, and the range an overlay may set."""
+
+    value: StrictInt | StrictFloat
+    unit: str
+    source: str
+    description: str
+    min: StrictInt | StrictFloat | None = None
+    max: StrictInt | StrictFloat | None = None
+
+    @model_validator(mode="after")
+    def _value_in_range(self) -> ParameterSpec:
+        if self.min is not None and self.value < self.min:
+            raise ValueError(f"value {self.value} is below min {self.min}")
+        if self.max is not None and self.value > self.max:
+            raise ValueError(f"value {self.value} is above max {self.max}")
+        return self
+
+
+class CitationSpec(_Model):
+    """A reference: the source's number (1–9), or a named external source."""
+
+    id: CitationId
+    title: str | None = None
+    note: str | None = None
+
+
+class Manifest(_Model):
+    """``ruleset.yaml``: the ruleset's identity, citations, parameters and files."""
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9-]*$")
+    version: str
+    description: str
+    source: str
+    citations: list[CitationSpec] = Field(min_length=1)
+    parameters: dict[str, ParameterSpec]
+    files: list[str] = Field(min_length=1)
+
+
+class CaseExpectation(_Model):
+    ids: list[str]
+    risk_group: RiskGroup
+
+
+class CaseSpec(_Model):
+    """One case of a ``*_test.yaml`` file: facts in, the exact ids of that file out."""
+
+    name: str
+    facts: dict[str, Any]
+    expect: CaseExpectation
+    near_miss: list[str] = Field(default_factory=list)
+    parameters: dict[str, StrictInt | StrictFloat] = Field(default_factory=dict)
+
+
+class CaseFile(_Model):
+    cases: list[CaseSpec] = Field(min_length=1)
+
+
+class Overlay(_Model):
+    """An institution's overrides of parameter values."""
+
+    description: str = ""
+    parameters: dict[str, StrictInt | StrictFloat]

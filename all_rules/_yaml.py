@@ -1,0 +1,90 @@
+"""A YAML loader that remembers where every value came from.
+
+Ruleset errors must name the file and line; PyYAML's composed node tree carries marks, so
+the document is composed once, constructed with the safe constructor (never executing
+anything), and walked in parallel to record the line of every path. Duplicate keys, which
+PyYAML silently collapses, are refused.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .exceptions import RulesetLoadError
+
+PathKey = tuple[str | int, ...]
+
+
+class Located:
+    """A loaded document plus the line (1-based) of each path inside it."""
+
+    def __init__(self, data: Any, lines: dict[PathKey, int], file: str) -> None:
+        self.data = data
+        self.lines = lines
+        self.file = file
+
+    def line_of(self, path: PathKey) -> int | None:
+        """The line of ``path``, or of its nearest ancestor that has one."""
+        for end in range(len(path), -1, -1):
+            line = self.lines.get(tuple(path[:end]))
+            if line is not None:
+                return line
+        return None
+
+
+def _walk(node: yaml.Node, path: PathKey, lines: dict[PathKey, int], file: str) -> None:
+    lines[path] = node.start_mark.line + 1
+    if isinstance(node, yaml.MappingNode):
+        seen: dict[Any, int] = {}
+        for key_node, value_node in node.value:
+            key = key_node.value
+            if key in seen:
+                raise RulesetLoadError(
+                    f"{file}:{key_node.start_mark.line + 1}: duplicate key {key!r} "
+                    f"(first at line {seen[key]})"
+                )
+            seen[key] = key_node.start_mark.line + 1
+            _walk(value_node, (*path, key), lines, file)
+            lines[(*path, key)] = key_node.start_mark.line + 1
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            _walk(item, (*path, index), lines, file)
+
+
+def load_text(text: str, file: str) -> Located:
+    """Parse one YAML document with positions; raises RulesetLoadError on bad YAML."""
+    try:
+        loader = yaml.SafeLoader(text)
+        try:
+            node = loader.get_single_node()
+            if node is None:
+                return Located(None, {}, file)
+            lines: dict[PathKey, int] = {}
+            _walk(node, (), lines, file)
+            data = loader.construct_document(node)
+        finally:
+            loader.dispose()
+    except yaml.MarkedYAMLError as error:
+        mark = error.problem_mark
+        where = f"{file}:{mark.line + 1}" if mark is not None else file
+        raise RulesetLoadError(f"{where}: invalid YAML: {error.problem}") from None
+    except yaml.YAMLError as error:
+        raise RulesetLoadError(f"{file}: invalid YAML: {error}") from None
+    return Located(data, lines, file)
+
+
+def load_file(path: Path, display: str | None = None) -> Located:
+    """Read and parse one YAML file; ``display`` is the name used in messages."""
+    name = display or str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise RulesetLoadError(f"{name}: no such file") from None
+    except UnicodeDecodeError as error:
+        raise RulesetLoadError(f"{name}: not UTF-8 text ({error.reason})") from None
+    except OSError as error:
+        raise RulesetLoadError(f"{name}: cannot read ({error.strerror})") from None
+    return load_text(text, name)

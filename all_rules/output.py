@@ -1,0 +1,103 @@
+"""The assessment: what ``assess`` returns and the CLI prints (SPEC §2).
+
+These are the boundary models of the output; ``Assessment.to_json()`` is byte for byte what
+``all-rules assess --format json`` prints.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, SerializationInfo, model_serializer
+
+from ._schema import ItemPhase, Kind, RiskGroup, Severity
+
+__all__ = ["Assessment", "DoseLine", "Evidence", "Recommendation", "Risk", "RulesetInfo"]
+
+Citation = int | str
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Evidence(_Out):
+    """One fact and the test it passed (``value`` is ``None`` when the test was "unknown")."""
+
+    fact: str
+    value: Any
+    test: str
+
+
+class DoseLine(_Out):
+    """A dose computed from body surface area; ``dose`` is ``None`` when BSA is unknown."""
+
+    drug: str
+    per_m2: float
+    per_m2_max: float | None
+    per_m2_unit: str
+    dose: float | None
+    dose_max: float | None
+    unit: str
+    cap: float | None
+    capped: bool
+    schedule: str
+
+
+class Recommendation(_Out):
+    """One output item: what to do or know, why, on what evidence, from which sources."""
+
+    id: str
+    kind: Kind
+    severity: Severity
+    phase: ItemPhase
+    text: str
+    reason: str
+    evidence: tuple[Evidence, ...]
+    citations: tuple[Citation, ...]
+    doses: tuple[DoseLine, ...] | None = None
+
+    @model_serializer(mode="wrap")
+    def _drop_absent_doses(self, handler: Any, info: SerializationInfo) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        if self.doses is None:
+            data.pop("doses", None)
+        return data
+
+
+class Risk(_Out):
+    group: RiskGroup
+    features: tuple[str, ...]
+    missing: tuple[str, ...]
+
+
+class RulesetInfo(_Out):
+    name: str
+    version: str
+    digest: str
+
+
+class Assessment(_Out):
+    """The guideline's answer for one patient."""
+
+    patient_id: str | None
+    ruleset: RulesetInfo
+    risk: Risk
+    recommendations: tuple[Recommendation, ...]
+
+    def ids(self) -> list[str]:
+        """The recommendation ids, in output order."""
+        return [item.id for item in self.recommendations]
+
+    def get(self, rule_id: str) -> Recommendation | None:
+        """The item with this id, if it applies."""
+        return next((item for item in self.recommendations if item.id == rule_id), None)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON-ready dictionary of SPEC §2."""
+        return self.model_dump(mode="json")
+
+    def to_json(self, indent: int | None = 2) -> str:
+        """The JSON text the CLI prints (UTF-8, keys in SPEC order)."""
+        return json.dumps(self.to_dict(), indent=indent, ensure_ascii=False)

@@ -52,6 +52,13 @@ _LABELS: dict[str, tuple[str, str]] = {
     "remission_number": ("remission number", ""),
     "courses_since_remission": ("courses given in this remission", ""),
     "plan.maintenance_years": ("planned maintenance", "years"),
+    "cns_status": ("CNS status", ""),
+    "ph_status": ("Ph (BCR::ABL1) status", ""),
+    "kmt2a_rearranged": ("KMT2A rearranged", ""),
+    "cd19_positive": ("CD19 positive", ""),
+    "cd22_positive": ("CD22 positive", ""),
+    "tki_available": ("TKI available", ""),
+    "plan.tki": ("TKI planned", ""),
 }
 
 _DERIVED: tuple[FactSpec, ...] = (

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ._conditions import DerivedTest, FactTest, Literal_
+from ._conditions import FactTest
 from ._engine import resolve
 from ._factspec import FACTS
 
@@ -30,15 +30,22 @@ def value_text(value: Any) -> str | None:
     return str(value)
 
 
+def literal_text(value: Any) -> str:
+    """A test's operand as written in a ruleset: ``true``, ``30``, ``B``."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return value_text(value) or "null"
+
+
 def test_text(test: FactTest, values: Mapping[str, float]) -> str:
     """The test a fact passed, as in evidence (``> 30``, ``in [B, T]``, ``unknown``)."""
     if test.op == "known":
         return "known" if test.value else "unknown"
     if test.op in ("in", "not_in"):
-        items = ", ".join(value_text(v) or "" for v in test.value)
+        items = ", ".join(literal_text(v) for v in test.value)
         return f"{test.op.replace('_', ' ')} [{items}]"
     resolved = resolve(test.value, values)
-    return f"{_SYMBOLS[test.op]} {value_text(resolved)}"
+    return f"{_SYMBOLS[test.op]} {literal_text(resolved)}"
 
 
 def fact_phrase(name: str, value: Any) -> str:
@@ -51,11 +58,3 @@ def fact_phrase(name: str, value: Any) -> str:
     unit = f" {spec.unit}" if spec and spec.unit and spec.unit != "%" else (
         "%" if spec and spec.unit == "%" else "")
     return f"{label} {shown}{unit}"
-
-
-def literal_is_fact(leaf: Literal_) -> bool:
-    return isinstance(leaf, FactTest)
-
-
-def derived_label(test: DerivedTest) -> str:
-    return test.name or f"any {test.kind}"

@@ -13,13 +13,21 @@ from pydantic import ValidationError
 
 from . import _format
 from ._conditions import DerivedTest, FactTest, suggest
-from ._engine import Engine, Fired, resolve
+from ._engine import Engine, Fired
 from ._prepare import PreparedFacts, prepare
 from ._ruleset import Rule, Ruleset, load
 from ._schema import PHASE_ORDER, SEVERITY_RANK, Concludes, DoseSpec, RiskGroup
 from .exceptions import EvaluationError, FieldError, InvalidFactsError
 from .facts import PatientFacts, Plan
-from .output import Assessment, DoseLine, Evidence, Recommendation, Risk, RulesetInfo
+from .output import (
+    Assessment,
+    DoseLine,
+    Evidence,
+    Recommendation,
+    Risk,
+    RulesetInfo,
+    _trusted,
+)
 
 __all__ = ["Guideline", "assess", "validate_facts"]
 
@@ -61,9 +69,16 @@ def validate_facts(facts: PatientFacts | Mapping[str, Any]) -> PatientFacts:
 
 
 @attrs.frozen
-class _Context:
-    prepared: PreparedFacts
-    groups: dict[str, str]
+class _Leaf:
+    """One test of one rule branch, with everything about its evidence fixed at load."""
+
+    fact: str
+    test: str
+    constant: Evidence | None
+    """The evidence itself when it does not depend on the patient (derived-fact tests)."""
+
+
+_EVIDENCE_CACHE_LIMIT = 65_536
 
 
 class Guideline:
@@ -72,10 +87,13 @@ class Guideline:
     def __init__(self, ruleset: Ruleset) -> None:
         self.ruleset = ruleset
         self.engine = Engine(ruleset)
-        self.info = RulesetInfo(name=ruleset.name, version=ruleset.version,
-                                digest=ruleset.digest)
+        self.info = _trusted(RulesetInfo, {"name": ruleset.name, "version": ruleset.version,
+                                           "digest": ruleset.digest})
         self._groups = {r.spec.id: r.spec.group.value for r in ruleset.rules
                         if r.spec.group is not None}
+        self._leaves = {rule.key: [[self._leaf(t) for t in branch] for branch in rule.branches]
+                        for rule in ruleset.rules}
+        self._evidence_cache: dict[tuple[str, str, Any], Evidence] = {}
 
     @classmethod
     def load(cls, directory: str | Path | None = None, *,
@@ -109,83 +127,100 @@ class Guideline:
         return self._assessment(prepared, fired)
 
     def _assessment(self, prepared: PreparedFacts, fired: list[Fired]) -> Assessment:
-        groups = sorted({self._groups[f.rule.spec.id] for f in fired
-                         if f.rule.spec.concludes is Concludes.RISK_GROUP})
-        if len(groups) != 1:
-            raise EvaluationError(f"ruleset concluded {len(groups)} risk groups "
-                                  f"({', '.join(groups) or 'none'}); expected exactly one")
-        features = sorted({f.rule.spec.id for f in fired
-                           if f.rule.spec.concludes is Concludes.RISK_FEATURE})
-        missing = sorted({f.rule.spec.fact or "" for f in fired
-                          if f.rule.spec.concludes is Concludes.MISSING_FACT})
-        context = _Context(prepared, {"group": groups[0]})
+        groups: set[str] = set()
+        features: set[str] = set()
+        missing: set[str] = set()
         chosen: dict[str, tuple[Rule, list[int]]] = {}
         for item in fired:
             spec = item.rule.spec
-            if spec.concludes not in (Concludes.RECOMMENDATION, Concludes.RISK_FEATURE):
+            concludes = spec.concludes
+            if concludes is Concludes.RISK_GROUP:
+                groups.add(self._groups[spec.id])
                 continue
+            if concludes is Concludes.MISSING_FACT:
+                missing.add(spec.fact or "")
+                continue
+            if concludes is Concludes.RISK_FEATURE:
+                features.add(spec.id)
             current = chosen.get(spec.id)
             if current is None or _outranks(item.rule, current[0]):
                 chosen[spec.id] = (item.rule, [item.branch])
             elif current[0] is item.rule:
                 current[1].append(item.branch)
-        items = [self._item(rule, sorted(branches), context)
+        if len(groups) != 1:
+            raise EvaluationError(f"ruleset concluded {len(groups)} risk groups "
+                                  f"({', '.join(sorted(groups)) or 'none'}); expected one")
+        items = [self._item(rule, sorted(branches), prepared)
                  for rule, branches in chosen.values()]
-        items.sort(key=lambda r: (PHASE_ORDER[r.phase], r.id))
-        return Assessment.model_construct(
-            patient_id=prepared.patient_id,
-            ruleset=self.info,
-            risk=Risk.model_construct(group=RiskGroup(groups[0]), features=tuple(features),
-                                      missing=tuple(missing)),
-            recommendations=tuple(items),
-        )
+        items.sort(key=_item_order)
+        (group,) = groups
+        return _trusted(Assessment, {
+            "patient_id": prepared.patient_id,
+            "ruleset": self.info,
+            "risk": _trusted(Risk, {"group": RiskGroup(group), "features": tuple(sorted(features)),
+                                    "missing": tuple(sorted(missing))}),
+            "recommendations": tuple(items),
+        })
 
-    def _item(self, rule: Rule, branches: list[int], context: _Context) -> Recommendation:
+    def _leaf(self, leaf: FactTest | DerivedTest) -> _Leaf:
+        if isinstance(leaf, FactTest):
+            return _Leaf(leaf.fact, _format.test_text(leaf, self.ruleset.values), None)
+        if leaf.name in self._groups:
+            group = self._groups[leaf.name]
+            fact, value, test = "risk.group", group, f"{'==' if leaf.present else '!='} {group}"
+        elif leaf.name is not None:
+            fact, value = leaf.name, leaf.present
+            test = "derived" if leaf.present else "not derived"
+        else:
+            fact = {"risk_feature": "risk.features", "missing_fact": "risk.missing",
+                    "risk_group": "risk.group"}[leaf.kind or ""]
+            value = None if leaf.present else []
+            test = "any derived" if leaf.present else "none derived"
+        evidence = Evidence(fact=fact, value=value, test=test)
+        return _Leaf(fact, test, evidence)
+
+    def _evidence(self, leaf: _Leaf, values: Mapping[str, Any]) -> Evidence:
+        if leaf.constant is not None:
+            return leaf.constant
+        value = values.get(leaf.fact)
+        key = (leaf.fact, leaf.test, value)
+        cached = self._evidence_cache.get(key)
+        if cached is None:
+            if len(self._evidence_cache) >= _EVIDENCE_CACHE_LIMIT:
+                self._evidence_cache.clear()
+            cached = _trusted(Evidence, {"fact": leaf.fact, "value": value, "test": leaf.test})
+            self._evidence_cache[key] = cached
+        return cached
+
+    def _item(self, rule: Rule, branches: list[int], prepared: PreparedFacts) -> Recommendation:
         spec = rule.spec
+        plan = self._leaves[rule.key]
         evidence: list[Evidence] = []
         seen: set[tuple[str, str]] = set()
         for branch in branches:
-            for leaf in rule.branches[branch]:
-                entry = self._evidence(leaf, context)
-                if (entry.fact, entry.test) not in seen:
-                    seen.add((entry.fact, entry.test))
-                    evidence.append(entry)
-        lookup = functools.partial(self._lookup, context=context, evidence=evidence)
-        assert rule.text is not None and rule.reason is not None and spec.kind is not None
-        assert spec.severity is not None and spec.phase is not None
-        doses = tuple(self._dose(d, context.prepared) for d in spec.doses) if spec.doses else None
-        return Recommendation.model_construct(
-            id=spec.id, kind=spec.kind, severity=spec.severity, phase=spec.phase,
-            text=rule.text.render(lookup), reason=rule.reason.render(lookup),
-            evidence=tuple(evidence), citations=tuple(spec.citations), doses=doses,
-        )
+            for leaf in plan[branch]:
+                if (leaf.fact, leaf.test) not in seen:
+                    seen.add((leaf.fact, leaf.test))
+                    evidence.append(self._evidence(leaf, prepared.values))
+        lookup = functools.partial(self._lookup, prepared=prepared, evidence=evidence)
+        assert rule.text is not None and rule.reason is not None
+        doses = tuple(self._dose(d, prepared) for d in spec.doses) if spec.doses else None
+        return _trusted(Recommendation, {
+            "id": spec.id, "kind": spec.kind, "severity": spec.severity, "phase": spec.phase,
+            "text": rule.text.render(lookup), "reason": rule.reason.render(lookup),
+            "evidence": tuple(evidence), "citations": tuple(spec.citations), "doses": doses,
+        })
 
-    def _evidence(self, leaf: FactTest | DerivedTest, context: _Context) -> Evidence:
-        if isinstance(leaf, FactTest):
-            return Evidence.model_construct(
-                fact=leaf.fact, value=context.prepared.values.get(leaf.fact),
-                test=_format.test_text(leaf, self.ruleset.values))
-        if leaf.name in self._groups:
-            group = self._groups[leaf.name]
-            return Evidence.model_construct(fact="risk.group", value=group,
-                                            test=f"{'==' if leaf.present else '!='} {group}")
-        if leaf.name is not None:
-            return Evidence.model_construct(fact=leaf.name, value=leaf.present,
-                                            test="derived" if leaf.present else "not derived")
-        label = {"risk_feature": "risk.features", "missing_fact": "risk.missing",
-                 "risk_group": "risk.group"}[leaf.kind or ""]
-        return Evidence.model_construct(fact=label, value=None if leaf.present else [],
-                                        test="any derived" if leaf.present else "none derived")
-
-    def _lookup(self, name: str, *, context: _Context, evidence: list[Evidence]) -> str | None:
+    def _lookup(self, name: str, *, prepared: PreparedFacts,
+                evidence: list[Evidence]) -> str | None:
         if name.startswith("$"):
             return _format.number(self.ruleset.values[name[1:]])
         if name == "evidence":
             return "; ".join(_evidence_phrase(e) for e in evidence)
         if name == "bsa_source":
             return {"given": "as given", "mosteller": "Mosteller, from height and weight"}.get(
-                context.prepared.bsa_source or "")
-        return _format.value_text(context.prepared.values.get(name))
+                prepared.bsa_source or "")
+        return _format.value_text(prepared.values.get(name))
 
     def _dose(self, spec: DoseSpec, prepared: PreparedFacts) -> DoseLine:
         values = self.ruleset.values
@@ -212,10 +247,15 @@ class Guideline:
                 return cap
             return round(raw, spec.decimals)
 
-        return DoseLine.model_construct(
-            drug=spec.drug, per_m2=per_m2, per_m2_max=per_m2_max, per_m2_unit=f"{spec.unit}/m2",
-            dose=amount(per_m2), dose_max=amount(per_m2_max), unit=spec.unit, cap=cap,
-            capped=capped, schedule=spec.schedule)
+        return _trusted(DoseLine, {
+            "drug": spec.drug, "per_m2": per_m2, "per_m2_max": per_m2_max,
+            "per_m2_unit": f"{spec.unit}/m2", "dose": amount(per_m2),
+            "dose_max": amount(per_m2_max), "unit": spec.unit, "cap": cap, "capped": capped,
+            "schedule": spec.schedule})
+
+
+def _item_order(item: Recommendation) -> tuple[int, str]:
+    return (PHASE_ORDER[item.phase], item.id)
 
 
 def _outranks(rule: Rule, other: Rule) -> bool:
@@ -250,5 +290,3 @@ def assess(facts: PatientFacts | Mapping[str, Any], *,
     """
     return (guideline or Guideline.default()).assess(facts)
 
-
-resolve = resolve  # re-exported for the CLI's rule display

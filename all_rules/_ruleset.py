@@ -130,7 +130,7 @@ def _load(path: Path, name: str, issues: _Issues) -> Located | None:
     try:
         return load_file(path, name)
     except RulesetLoadError as error:
-        issues.items.append(RulesetIssue(name, None, None, "", str(error).split(": ", 1)[-1]))
+        issues.items.append(RulesetIssue(error.file, error.line, None, "", error.problem))
         return None
 
 

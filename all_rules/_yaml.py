@@ -42,10 +42,8 @@ def _walk(node: yaml.Node, path: PathKey, lines: dict[PathKey, int], file: str) 
         for key_node, value_node in node.value:
             key = key_node.value
             if key in seen:
-                raise RulesetLoadError(
-                    f"{file}:{key_node.start_mark.line + 1}: duplicate key {key!r} "
-                    f"(first at line {seen[key]})"
-                )
+                raise RulesetLoadError(file, key_node.start_mark.line + 1,
+                                       f"duplicate key {key!r} (first at line {seen[key]})")
             seen[key] = key_node.start_mark.line + 1
             _walk(value_node, (*path, key), lines, file)
             lines[(*path, key)] = key_node.start_mark.line + 1
@@ -69,10 +67,10 @@ def load_text(text: str, file: str) -> Located:
             loader.dispose()
     except yaml.MarkedYAMLError as error:
         mark = error.problem_mark
-        where = f"{file}:{mark.line + 1}" if mark is not None else file
-        raise RulesetLoadError(f"{where}: invalid YAML: {error.problem}") from None
+        line = mark.line + 1 if mark is not None else None
+        raise RulesetLoadError(file, line, f"invalid YAML: {error.problem}") from None
     except yaml.YAMLError as error:
-        raise RulesetLoadError(f"{file}: invalid YAML: {error}") from None
+        raise RulesetLoadError(file, None, f"invalid YAML: {error}") from None
     return Located(data, lines, file)
 
 
@@ -82,9 +80,9 @@ def load_file(path: Path, display: str | None = None) -> Located:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise RulesetLoadError(f"{name}: no such file") from None
+        raise RulesetLoadError(name, None, "no such file") from None
     except UnicodeDecodeError as error:
-        raise RulesetLoadError(f"{name}: not UTF-8 text ({error.reason})") from None
+        raise RulesetLoadError(name, None, f"not UTF-8 text ({error.reason})") from None
     except OSError as error:
-        raise RulesetLoadError(f"{name}: cannot read ({error.strerror})") from None
+        raise RulesetLoadError(name, None, f"cannot read ({error.strerror})") from None
     return load_text(text, name)

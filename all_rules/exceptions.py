@@ -74,6 +74,13 @@ class RulesetError(AllRulesError):
 class RulesetLoadError(RulesetError):
     """A ruleset file or overlay could not be read or parsed at all."""
 
+    def __init__(self, file: str, line: int | None, problem: str) -> None:
+        self.file = file
+        self.line = line
+        self.problem = problem
+        where = file + (f":{line}" if line is not None else "")
+        super().__init__(f"{where}: {problem}")
+
 
 class RulesetValidationError(RulesetError):
     """The ruleset was read but is not valid; ``issues`` lists every problem found."""

@@ -7,7 +7,7 @@ These are the boundary models of the output; ``Assessment.to_json()`` is byte fo
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, SerializationInfo, model_serializer
 
@@ -101,3 +101,25 @@ class Assessment(_Out):
     def to_json(self, indent: int | None = 2) -> str:
         """The JSON text the CLI prints (UTF-8, keys in SPEC order)."""
         return json.dumps(self.to_dict(), indent=indent, ensure_ascii=False)
+
+
+def _trusted(cls: type[_M], values: dict[str, Any]) -> _M:
+    """Build an output model from values the library computed itself, without validation.
+
+    The assessment is assembled per patient on a hot path (SPEC latency target); every value
+    here comes from validated facts and a checked ruleset, and the tests compare these
+    objects with validated ones. ``model_construct`` does the same at three times the cost.
+    """
+    obj = object.__new__(cls)
+    object.__setattr__(obj, "__dict__", values)
+    object.__setattr__(obj, "__pydantic_fields_set__", _FIELDS_SET[cls])
+    object.__setattr__(obj, "__pydantic_extra__", None)
+    object.__setattr__(obj, "__pydantic_private__", None)
+    return obj
+
+
+_M = TypeVar("_M", bound=BaseModel)
+_FIELDS_SET: dict[type[BaseModel], set[str]] = {
+    model: set(model.model_fields)
+    for model in (Evidence, DoseLine, Recommendation, Risk, RulesetInfo, Assessment)
+}

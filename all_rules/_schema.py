@@ -178,7 +178,9 @@ class Manifest(_Model):
 
 class CaseExpectation(_Model):
     ids: list[str]
+    """Exactly the ids, among the rules of the file under test, that the case fires."""
     risk_group: RiskGroup
+    missing: list[str] | None = None
 
 
 class CaseSpec(_Model):
@@ -192,6 +194,9 @@ class CaseSpec(_Model):
 
 
 class CaseFile(_Model):
+    """A ``*_test.yaml`` file: ``base`` facts shared by every case, then the cases."""
+
+    base: dict[str, Any] = Field(default_factory=dict)
     cases: list[CaseSpec] = Field(min_length=1)
 
 

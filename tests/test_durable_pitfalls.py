@@ -1,0 +1,173 @@
+"""Pins of durable-rules 2.0.28 behaviour (shared/DURABLE_NOTES.md) that the engine relies on
+or guards against. If an upgrade changes one of these, the guard it motivates must be
+revisited; these tests say which.
+
+They drive the C module directly, as the engine does. Tests that can corrupt process-wide
+engine state (the 1,024-state overflow) run in a subprocess.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from typing import Any
+
+import durable_rules_engine as dre
+import pytest
+
+from all_rules._engine import ENGINE_LOCK
+
+
+def _fired(handle: int, state: int) -> list[str]:
+    names = []
+    result = dre.start_action_for_state(handle, state)
+    message = result[1] if result else None
+    while message:
+        names.append(next(iter(json.loads(message))))
+        message = dre.complete_and_start_action(handle, state)
+    return names
+
+
+@pytest.fixture
+def engine() -> Iterator[Any]:
+    """A helper that creates throwaway rulesets and asserts facts under the engine lock."""
+    handles: list[int] = []
+    counter = iter(range(10**9))
+
+    class Helper:
+        def ruleset(self, definition: dict[str, Any]) -> int:
+            with ENGINE_LOCK:
+                handle = dre.create_ruleset(f"pin-{id(handles)}-{len(handles)}",
+                                            json.dumps(definition))
+            handles.append(handle)
+            return handle
+
+        def assert_fact(self, handle: int, fact: dict[str, Any]) -> list[str]:
+            sid = f"pin{next(counter)}"
+            with ENGINE_LOCK:
+                _, state = dre.assert_fact(handle, json.dumps({**fact, "sid": sid}))
+                try:
+                    return _fired(handle, state)
+                finally:
+                    dre.delete_state(handle, sid)
+
+    yield Helper()
+    with ENGINE_LOCK:
+        for handle in handles:
+            dre.delete_ruleset(handle)
+
+
+def _rule(expr: dict[str, Any]) -> dict[str, Any]:
+    return {"all": [{"m": {"$and": [{"t": "p"}, expr]}}]}
+
+
+def test_missing_field_satisfies_no_comparison(engine: Any) -> None:
+    """An absent field matches none of $gt, $lt, $neq: unknown facts are left out, not nulled."""
+    handle = engine.ruleset({"gt": _rule({"$gt": {"x": 1}}), "lt": _rule({"$lt": {"x": 1}}),
+                             "neq": _rule({"$neq": {"x": 1}}), "nex": _rule({"$nex": {"x": 1}})})
+    assert engine.assert_fact(handle, {"t": "p"}) == ["nex"]
+
+
+def test_type_confusion_strings_and_booleans(engine: Any) -> None:
+    """"9" > 65 and "true" == True and 1 == True all match: why facts are typed first and the
+    checker refuses ordering tests on strings and booleans."""
+    handle = engine.ruleset({"over": _rule({"$gt": {"age": 65}}), "flag": _rule({"f": True})})
+    assert engine.assert_fact(handle, {"t": "p", "age": "9"}) == ["over"]
+    assert engine.assert_fact(handle, {"t": "p", "f": 1}) == ["flag"]
+    assert engine.assert_fact(handle, {"t": "p", "f": "true"}) == ["flag"]
+
+
+def test_facts_fire_every_matching_rule_events_only_the_first(engine: Any) -> None:
+    """assert_fact (what the engine uses) fires every match; a posted event is consumed once."""
+    handle = engine.ruleset({"a": _rule({"$gt": {"x": 1}}), "b": _rule({"$gt": {"x": 2}})})
+    assert sorted(engine.assert_fact(handle, {"t": "p", "x": 5})) == ["a", "b"]
+    with ENGINE_LOCK:
+        _, state = dre.assert_event(handle, json.dumps({"t": "p", "x": 5, "sid": "ev"}))
+        try:
+            assert len(_fired(handle, state)) == 1
+        finally:
+            dre.delete_state(handle, "ev")
+
+
+def test_negation_is_decided_when_the_fact_arrives(engine: Any) -> None:
+    """A `none` is not revisited when the negated fact arrives later: why the engine stages
+    negations behind a stage fact asserted after all producers have fired."""
+    handle = engine.ruleset({
+        "no_feature": {"all": [{"m": {"t": "patient"}}, {"n$not": {"t": "feature"}}]},
+    })
+    with ENGINE_LOCK:
+        _, state = dre.assert_fact(handle, json.dumps({"t": "patient", "sid": "neg"}))
+        try:
+            assert _fired(handle, state) == ["no_feature"]
+            _, state = dre.assert_fact(handle, json.dumps({"t": "feature", "sid": "neg"}))
+            assert _fired(handle, state) == []  # too late: it already fired
+        finally:
+            dre.delete_state(handle, "neg")
+
+
+def test_colliding_session_ids_share_one_state(engine: Any) -> None:
+    """Two sids with the same 32-bit hash share state: why sessions are never keyed by
+    patient id and only one is alive at a time."""
+    handle = engine.ruleset({"a": _rule({"$gt": {"x": 1}})})
+    with ENGINE_LOCK:
+        dre.assert_fact(handle, json.dumps({"t": "p", "x": 2, "sid": "PAT0916628"}))
+        try:
+            state = json.loads(dre.get_state(handle, "PAT1054066"))
+            assert state["sid"] == "PAT0916628"
+        finally:
+            dre.delete_state(handle, "PAT0916628")
+
+
+def test_deleting_an_unknown_state_raises(engine: Any) -> None:
+    """delete_state of a sid with no state raises (error 309): the engine deletes only the
+    states it created."""
+    handle = engine.ruleset({"a": _rule({"$gt": {"x": 1}})})
+    with ENGINE_LOCK, pytest.raises(dre.error, match="309"):
+        dre.delete_state(handle, "never-created")
+
+
+def test_unmatched_fact_still_creates_state(engine: Any) -> None:
+    """A fact that matches no rule still creates a state: the engine deletes it all the same."""
+    handle = engine.ruleset({"a": _rule({"$gt": {"x": 1}})})
+    with ENGINE_LOCK:
+        code, _ = dre.assert_fact(handle, json.dumps({"t": "other", "sid": "unmatched"}))
+        assert code == 1
+        dre.delete_state(handle, "unmatched")  # would raise 309 had no state been created
+
+
+def test_state_table_overflows_at_1024_live_sessions() -> None:
+    """The 1,025th live session raises MemoryError: why the engine deletes every state in
+    `finally` and keeps one alive at a time. (Run apart: the overflow leaks a slot.)"""
+    script = textwrap.dedent("""
+        import json, durable_rules_engine as dre
+        h = dre.create_ruleset("overflow", json.dumps(
+            {"a": {"all": [{"m": {"$and": [{"t": "p"}, {"$gt": {"x": 1}}]}}]}}))
+        for i in range(1100):
+            try:
+                dre.assert_fact(h, json.dumps({"t": "p", "x": 2, "sid": "s%d" % i}))
+            except MemoryError:
+                print("overflow at", i)
+                break
+    """)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         timeout=120, check=True).stdout
+    assert out.strip() == "overflow at 1024"
+
+
+def test_the_library_never_starts_durable_host_threads() -> None:
+    """durable.engine.Host starts timer threads that run actions in the background and crash
+    under concurrency; the library drives the C module and never imports the Host."""
+    script = textwrap.dedent("""
+        import sys, threading
+        import all_rules
+        all_rules.assess({"age_years": 30})
+        print(sorted(m for m in sys.modules if m.startswith("durable")))
+        print(threading.active_count())
+    """)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         timeout=120, check=True).stdout.split("\n")
+    assert out[0] == "['durable_rules_engine']"
+    assert out[1] == "1"

@@ -1,0 +1,178 @@
+"""The evaluation session: hygiene, concurrency, failure, and unknown-value semantics."""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+from typing import Any
+
+import durable_rules_engine as dre
+import pytest
+
+import all_rules._engine as engine_module
+from all_rules import EvaluationError, Guideline, assess
+from all_rules._engine import ENGINE_LOCK
+
+ADULT_PH = {"patient_id": "P-1", "age_years": 42, "lineage": "B", "ph_status": "positive",
+            "wbc_at_diagnosis_10e9_per_l": 45, "cns_status": "CNS1", "bsa_m2": 1.9}
+
+
+def _rss_kib() -> int:
+    fields = Path("/proc/self/status").read_text().split("\n")
+    line = next(f for f in fields if f.startswith("VmRSS:"))
+    return int(line.split()[1])
+
+
+def _patient(i: int) -> dict[str, Any]:
+    return {"patient_id": f"PAT{i:07d}", "age_years": (i % 80) + 0.5,
+            "lineage": "BT"[i % 2], "ph_status": ("positive", "negative", "unknown")[i % 3],
+            "wbc_at_diagnosis_10e9_per_l": float(i % 150),
+            "phase": ("diagnosis", "induction", "consolidation", "maintenance",
+                      "relapsed", "refractory")[i % 6],
+            "mrd_end_of_induction_percent": (i % 7) / 100, "relapse_count": i % 3,
+            "bsa_m2": 1.0 + (i % 10) / 10}
+
+
+def _signature(guideline: Guideline, facts: dict[str, Any]) -> str:
+    return guideline.assess(facts).to_json()
+
+
+@pytest.mark.slow
+def test_100k_consecutive_evaluations_no_error_no_growth(fresh_guideline: Guideline) -> None:
+    """100,000 evaluations in a row: none fails, states are freed, memory stays flat."""
+    for i in range(2_000):  # warm caches and allocator pools before the baseline
+        fresh_guideline.assess(_patient(i))
+    baseline = _rss_kib()
+    reference = {i: _signature(fresh_guideline, _patient(i)) for i in range(0, 100_000, 9_973)}
+    for i in range(100_000):
+        assessment = fresh_guideline.assess(_patient(i))
+        assert assessment.risk.group is not None
+        if i in reference:
+            assert assessment.to_json() == reference[i]
+    growth = _rss_kib() - baseline
+    assert growth < 20_000, f"resident memory grew by {growth} KiB"
+    # No state is left behind: the last session id has no state.
+    last = str(next(engine_module._session_ids) - 1)
+    with ENGINE_LOCK, pytest.raises(dre.error, match="309"):
+        dre.get_state(fresh_guideline.engine._handle, last)
+
+
+def test_eight_threads_match_a_sequential_run(guideline: Guideline) -> None:
+    """8 threads assessing at once give exactly the sequential results."""
+    patients = [_patient(i) for i in range(800)]
+    expected = [_signature(guideline, p) for p in patients]
+    results: list[list[str]] = [[] for _ in range(8)]
+    errors: list[BaseException] = []
+
+    def work(worker: int) -> None:
+        try:
+            results[worker] = [_signature(guideline, p) for p in patients[worker::8]]
+        except BaseException as error:  # pragma: no cover - reported below
+            errors.append(error)
+
+    threads = [threading.Thread(target=work, args=(w,)) for w in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors
+    for worker in range(8):
+        assert results[worker] == expected[worker::8]
+
+
+def test_injected_engine_failure_raises_and_the_next_evaluation_is_correct(
+        guideline: Guideline, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A failure inside the engine surfaces as EvaluationError (no partial result), the
+    session state is freed, and the next evaluation is right."""
+    expected = _signature(guideline, ADULT_PH)
+    real = dre.complete_and_start_action
+    calls = {"n": 0}
+
+    def failing(handle: int, state: int) -> Any:
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise RuntimeError("injected failure {\"age_years\": 42}")
+        return real(handle, state)
+
+    monkeypatch.setattr(dre, "complete_and_start_action", failing)
+    with pytest.raises(EvaluationError, match="injected failure") as caught:
+        guideline.assess(ADULT_PH)
+    assert "42" not in str(caught.value), "engine error text must not echo the patient's fact"
+    monkeypatch.setattr(dre, "complete_and_start_action", real)
+    last = str(next(engine_module._session_ids) - 1)
+    with ENGINE_LOCK, pytest.raises(dre.error, match="309"):
+        dre.get_state(guideline.engine._handle, last)
+    assert _signature(guideline, ADULT_PH) == expected
+
+
+def test_unknown_rule_name_from_the_engine_is_an_error(
+        guideline: Guideline, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A fired rule the compiler did not emit is refused, not skipped."""
+    monkeypatch.setattr(guideline.engine, "_names", {})
+    with pytest.raises(EvaluationError, match="unknown rule"):
+        guideline.assess(ADULT_PH)
+
+
+def test_failure_to_free_state_is_an_error(
+        guideline: Guideline, monkeypatch: pytest.MonkeyPatch) -> None:
+    """If the session state cannot be freed, the evaluation fails instead of leaking."""
+    real = dre.delete_state
+
+    def failing(handle: int, sid: str) -> None:
+        real(handle, sid)
+        raise dre.error("Could not delete state, error code: 999")
+
+    monkeypatch.setattr(dre, "delete_state", failing)
+    with pytest.raises(EvaluationError, match="free its session state"):
+        guideline.assess(ADULT_PH)
+
+
+def test_risk_group_must_be_exactly_one(
+        guideline: Guideline, monkeypatch: pytest.MonkeyPatch) -> None:
+    """If the rules conclude no risk group, the assessment fails loudly."""
+    original = guideline.engine.evaluate
+
+    def without_groups(fact: Any) -> Any:
+        return [f for f in original(fact) if f.rule.spec.group is None]
+
+    monkeypatch.setattr(guideline.engine, "evaluate", without_groups)
+    with pytest.raises(EvaluationError, match="0 risk groups"):
+        guideline.assess(ADULT_PH)
+
+
+def test_unknown_value_never_satisfies_a_comparison(guideline: Guideline) -> None:
+    """Unknown WBC is neither above nor below any threshold; it yields a data item."""
+    assessment = guideline.assess({"age_years": 30, "lineage": "B", "ph_status": "negative"})
+    assert "risk.wbc_b_over_30" not in assessment.ids()
+    assert assessment.risk.group.value == "indeterminate"
+    assert "data.wbc" in assessment.ids()
+    assert assessment.risk.missing == ("wbc_at_diagnosis_10e9_per_l",)
+
+
+def test_compiled_patterns_always_carry_a_discriminator(guideline: Guideline) -> None:
+    """Every pattern tests `t`, so a pattern of absence (`$nex`) cannot match engine state."""
+    for rule in guideline.engine.definition.values():
+        for pattern in rule["all"]:
+            (expr,) = pattern.values()
+            assert expr["$and"][0]["t"] in ("patient", "stage", "derived")
+
+
+def test_compiled_rules_have_no_python_actions(guideline: Guideline) -> None:
+    """No `run` in the definition: no action can swallow an exception or run on a timer."""
+    assert all("run" not in rule for rule in guideline.engine.definition.values())
+    json.dumps(guideline.engine.definition)
+
+
+def test_closed_engine_refuses_to_evaluate() -> None:
+    """After close(), an evaluation raises instead of touching freed engine memory."""
+    own = Guideline.load()
+    own.close()
+    own.close()
+    with pytest.raises(EvaluationError, match="closed"):
+        own.assess(ADULT_PH)
+
+
+def test_module_level_assess_uses_the_shipped_guideline() -> None:
+    """all_rules.assess(mapping) works without creating a Guideline."""
+    assert assess(ADULT_PH).risk.group.value == "high"

@@ -85,10 +85,13 @@ Branch = tuple[Literal_, ...]
 
 def suggest(name: str, choices: Any) -> str:
     """A did-you-mean suffix for an unknown name, or nothing."""
-    close = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.5)
+    names = sorted(str(c) for c in choices)
+    # A name given without its unit suffix ("wbc", "age") is a prefix of the real one.
+    close = sorted((c for c in names if name and c.startswith(name)), key=len)[:1]
     if not close:
-        # Long names with a short wrong guess ("wbc"): fall back to a containment match.
-        close = [c for c in choices if name and name in c][:1]
+        close = difflib.get_close_matches(name, names, n=1, cutoff=0.5)
+    if not close:
+        close = [c for c in names if name and name in c][:1]
     return f"; did you mean `{close[0]}`?" if close else ""
 
 

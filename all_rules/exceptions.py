@@ -62,9 +62,10 @@ class RulesetIssue:
 
     def __str__(self) -> str:
         where = self.file + (f":{self.line}" if self.line is not None else "")
-        rule = f" rule {self.rule_id}" if self.rule_id else ""
-        at = f" at {self.path}" if self.path else ""
-        return f"{where}:{rule}{at}: {self.message}"
+        parts = [f"rule {self.rule_id}" if self.rule_id else "", f"at {self.path}" if self.path
+                 else ""]
+        context = " ".join(part for part in parts if part)
+        return f"{where}: {context}: {self.message}" if context else f"{where}: {self.message}"
 
 
 class RulesetError(AllRulesError):

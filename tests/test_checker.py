@@ -1,0 +1,101 @@
+"""The ruleset checker: invalid-file fixtures pin the exact messages, with file and line."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from all_rules import Guideline, RulesetValidationError
+from all_rules._ruleset import check
+
+from .conftest import FIXTURES, RULESETS
+
+MINIMAL = FIXTURES / "minimal"
+INVALID = yaml.safe_load((FIXTURES / "invalid_rulesets.yaml").read_text(encoding="utf-8"))
+
+
+def _build(tmp_path: Path, fixture: dict[str, Any]) -> Path:
+    target = tmp_path / "ruleset"
+    shutil.copytree(MINIMAL, target)
+    if "append" in fixture:
+        rules = target / "rules.yaml"
+        indented = "".join(f"  {line}\n" for line in fixture["append"].splitlines())
+        rules.write_text(rules.read_text(encoding="utf-8") + indented, encoding="utf-8")
+    for name, content in fixture.get("files", {}).items():
+        (target / name).write_text(content, encoding="utf-8")
+    return target
+
+
+def test_minimal_fixture_is_valid() -> None:
+    """The base of every fixture passes, so each fixture's issues are its own defect's."""
+    ruleset, issues = check(MINIMAL)
+    assert issues == []
+    assert ruleset is not None
+
+
+@pytest.mark.parametrize("fixture", INVALID, ids=[f["name"] for f in INVALID])
+def test_invalid_ruleset_messages(tmp_path: Path, fixture: dict[str, Any]) -> None:
+    """Each defect is reported exactly as pinned: file, line, rule id, path, message."""
+    ruleset, issues = check(_build(tmp_path, fixture))
+    assert ruleset is None
+    assert [str(issue) for issue in issues] == fixture["expect"]
+
+
+def test_shipped_ruleset_is_valid() -> None:
+    """The guideline shipped in rulesets/ passes the checker."""
+    ruleset, issues = check(RULESETS)
+    assert issues == []
+    assert ruleset is not None and len(ruleset.rules) > 60
+
+
+def test_loading_an_invalid_ruleset_raises_with_every_issue(tmp_path: Path) -> None:
+    """Guideline.load refuses an invalid ruleset and lists all issues, not the first."""
+    fixture = next(f for f in INVALID if f["name"].startswith("value that does not fit"))
+    with pytest.raises(RulesetValidationError) as caught:
+        Guideline.load(_build(tmp_path, fixture))
+    assert len(caught.value.issues) == 3
+
+
+def test_overlay_changes_a_threshold_and_the_digest(tmp_path: Path) -> None:
+    """An institution overlay moves a threshold without editing the rulesets."""
+    overlay = tmp_path / "overlay.yaml"
+    overlay.write_text("parameters:\n  adult_b_wbc_10e9_per_l: 50\n", encoding="utf-8")
+    patient = {"age_years": 30, "lineage": "B", "ph_status": "negative",
+               "wbc_at_diagnosis_10e9_per_l": 40}
+    default = Guideline.default()
+    local = Guideline.load(overlay=overlay)
+    try:
+        assert "risk.wbc_b_over_30" in default.assess(patient).ids()
+        assert "risk.wbc_b_over_30" not in local.assess(patient).ids()
+        assert local.info.digest != default.info.digest
+    finally:
+        local.close()
+
+
+def test_overlay_errors_name_the_parameter(tmp_path: Path) -> None:
+    """Unknown names get a did-you-mean; values outside the allowed range are refused."""
+    overlay = tmp_path / "overlay.yaml"
+    overlay.write_text("parameters:\n  adult_b_wbc: 50\n  mrd_threshold_percent: 5\n",
+                       encoding="utf-8")
+    _, issues = check(RULESETS, overlay=overlay)
+    assert [str(i) for i in issues] == [
+        f"{overlay}:2: at parameters.adult_b_wbc: unknown parameter `adult_b_wbc`; "
+        "did you mean `adult_b_wbc_10e9_per_l`?",
+        f"{overlay}:3: at parameters.mrd_threshold_percent: `mrd_threshold_percent` = 5 is "
+        "outside the allowed range 0.0001–1 %",
+    ]
+
+
+def test_direct_parameter_override(tmp_path: Path) -> None:
+    """Parameters can also be overridden in code, and are checked the same way."""
+    local = Guideline.load(parameters={"high_risk_age_years": 40})
+    try:
+        assert "risk.age_35_or_older" not in local.assess({"age_years": 36}).ids()
+    finally:
+        local.close()
+    with pytest.raises(RulesetValidationError, match="high_risk_age"):
+        Guideline.load(parameters={"high_risk_age": 40})

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 import threading
 from collections.abc import Mapping
 from typing import Any
@@ -39,6 +40,31 @@ _session_ids = itertools.count(1)
 _ruleset_ids = itertools.count(1)
 
 _OPS = {"ne": "$neq", "gt": "$gt", "gte": "$gte", "lt": "$lt", "lte": "$lte"}
+_EXPONENT = re.compile(r"\d[eE][-+]?\d")
+
+
+def _fixed_point(value: Any) -> str:
+    """JSON of plain data with every float in fixed-point notation."""
+    if isinstance(value, bool) or value is None or isinstance(value, int | str):
+        return json.dumps(value)
+    if isinstance(value, float):
+        text = f"{value:.12f}".rstrip("0")
+        return text + "0" if text.endswith(".") else text
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{json.dumps(str(k))}: {_fixed_point(v)}"
+                               for k, v in value.items()) + "}"
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_fixed_point(item) for item in value) + "]"
+    raise TypeError(f"cannot send {type(value).__name__} to the engine")
+
+
+def to_engine_json(message: Any) -> str:
+    """JSON the engine can parse: its parser rejects exponents such as ``1e-05`` (error 204),
+    which Python writes for small floats, so numbers are written in fixed point (12 places)."""
+    text = json.dumps(message)
+    if _EXPONENT.search(text) is None:
+        return text
+    return _fixed_point(message)
 
 
 def resolve(value: Any, values: Mapping[str, float]) -> Any:
@@ -111,7 +137,7 @@ class Engine:
         self.stages = max((rule.depth for rule in ruleset.rules), default=0)
         with ENGINE_LOCK:
             self._handle = _dre.create_ruleset(
-                f"{ruleset.name}-{next(_ruleset_ids)}", json.dumps(definition)
+                f"{ruleset.name}-{next(_ruleset_ids)}", to_engine_json(definition)
             )
 
     def close(self) -> None:
@@ -163,7 +189,7 @@ class Engine:
                         ) from None
 
     def _assert(self, function: Any, message: Any) -> int:
-        code, state = function(self._handle, json.dumps(message))
+        code, state = function(self._handle, to_engine_json(message))
         # 0: handled; 1: matched no rule; 2: an identical fact was already there.
         if code not in (0, 1, 2):
             raise EvaluationError(f"rule engine refused a fact (code {code})")

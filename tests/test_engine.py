@@ -176,3 +176,15 @@ def test_closed_engine_refuses_to_evaluate() -> None:
 def test_module_level_assess_uses_the_shipped_guideline() -> None:
     """all_rules.assess(mapping) works without creating a Guideline."""
     assert assess(ADULT_PH).risk.group.value == "high"
+
+
+def test_tiny_numbers_reach_the_engine_in_fixed_point(guideline: Guideline) -> None:
+    """durable's parser rejects exponents such as 1e-07 (error 204); such values are sent in
+    fixed point and compare correctly. (Found by the property tests: MRD 5e-324.)"""
+    assessment = guideline.assess({
+        "age_years": 30, "lineage": "B", "ph_status": "negative",
+        "wbc_at_diagnosis_10e9_per_l": 1e-7, "phase": "consolidation",
+        "complete_remission": True, "weeks_to_complete_remission": 3,
+        "mrd_end_of_induction_percent": 1e-7, "mrd_consolidation_percent": 5e-324})
+    assert assessment.risk.group.value == "standard"
+    assert "consolidation.mrd_standard" in assessment.ids()

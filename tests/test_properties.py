@@ -1,0 +1,106 @@
+"""Properties over generated patients: robustness, determinism, invariants, monotonicity."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from all_rules import Guideline
+
+from .strategies import patients
+
+GROUP_RANK = {"standard": 0, "provisional_standard": 0, "indeterminate": 1, "high": 2,
+              "very_high": 3}
+SETTINGS = settings(max_examples=300, deadline=None,
+                    suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
+@SETTINGS
+@given(patients())
+def test_any_valid_patient_is_assessed(guideline: Guideline, facts: dict[str, Any]) -> None:
+    """No crash on any valid input; exactly one group; every item has a reason and citation."""
+    assessment = guideline.assess(facts)
+    assert assessment.risk.group is not None
+    for item in assessment.recommendations:
+        assert item.reason.strip() and item.text.strip()
+        assert "{" not in item.reason and "[[" not in item.reason
+        assert item.citations
+        assert item.evidence
+    ids = assessment.ids()
+    assert len(ids) == len(set(ids)), "an id appears once"
+    assert set(assessment.risk.features) == {i for i in ids if i.startswith("risk.")}
+
+
+@SETTINGS
+@given(patients(), st.randoms(use_true_random=False))
+def test_field_order_never_changes_the_output(guideline: Guideline, facts: dict[str, Any],
+                                              rnd: random.Random) -> None:
+    """The same facts in any key order give byte-identical JSON."""
+    items = list(facts.items())
+    rnd.shuffle(items)
+    assert guideline.assess(dict(items)).to_json() == guideline.assess(facts).to_json()
+
+
+def _worse(facts: dict[str, Any], change: str) -> dict[str, Any] | None:
+    worse = dict(facts)
+    if change == "wbc":
+        if facts.get("wbc_at_diagnosis_10e9_per_l") is None:
+            return None
+        worse["wbc_at_diagnosis_10e9_per_l"] = min(2000.0, facts[
+            "wbc_at_diagnosis_10e9_per_l"] * 2 + 20)
+    elif change == "ph":
+        if facts.get("ph_status") != "negative":
+            return None
+        worse["ph_status"] = "positive"
+    elif change == "mrd":
+        if facts.get("mrd_end_of_induction_percent") is None:
+            return None
+        worse["mrd_end_of_induction_percent"] = min(100.0, facts[
+            "mrd_end_of_induction_percent"] * 10 + 0.02)
+    elif change == "weeks":
+        if facts.get("weeks_to_complete_remission") is None:
+            return None
+        worse["weeks_to_complete_remission"] = facts["weeks_to_complete_remission"] + 3
+    elif change == "cr":
+        if facts.get("complete_remission") is not True:
+            return None
+        worse["complete_remission"] = False
+    elif change == "adult_age":
+        age = facts["age_years"]
+        if age < 18:
+            return None
+        worse["age_years"] = min(120.0, age + 20)
+    return worse
+
+
+@SETTINGS
+@given(patients(), st.sampled_from(["wbc", "ph", "mrd", "weeks", "cr", "adult_age"]))
+def test_a_worse_feature_never_lowers_the_risk_group(guideline: Guideline,
+                                                     facts: dict[str, Any],
+                                                     change: str) -> None:
+    """Raising WBC, MRD or time to remission, Ph− → Ph+, losing remission, or an adult
+    growing older never moves the group down."""
+    worse = _worse(facts, change)
+    if worse is None:
+        return
+    before = guideline.assess(facts).risk.group.value
+    after = guideline.assess(worse).risk.group.value
+    if before in ("high", "very_high"):
+        assert GROUP_RANK[after] >= GROUP_RANK[before], (before, after)
+    else:
+        assert after in GROUP_RANK
+
+
+@SETTINGS
+@given(patients())
+def test_unknown_enum_equals_absent(guideline: Guideline, facts: dict[str, Any]) -> None:
+    """"unknown", null and an absent field are the same unknown."""
+    with_unknown = {**facts, "lineage": "unknown", "ph_status": "unknown"}
+    absent = {k: v for k, v in facts.items() if k not in ("lineage", "ph_status")}
+    nulls = {**absent, "lineage": None, "ph_status": None}
+    expected = guideline.assess(absent)
+    assert guideline.assess(with_unknown).recommendations == expected.recommendations
+    assert guideline.assess(nulls) == expected

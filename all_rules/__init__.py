@@ -1,6 +1,7 @@
 """all-rules: the ALL management guideline as declarative rulesets on durable-rules."""
 
 from ._guideline import Guideline, assess, validate_facts
+from ._schema import ItemPhase, Kind, RiskGroup, Severity
 from .exceptions import (
     AllRulesError,
     EvaluationError,
@@ -26,7 +27,6 @@ from .facts import (
     Sex,
     Steroid,
 )
-from ._schema import ItemPhase, Kind, RiskGroup, Severity
 from .output import Assessment, DoseLine, Evidence, Recommendation, Risk, RulesetInfo
 
 __version__ = "0.1.0"
@@ -43,9 +43,9 @@ __all__ = [
     "Evidence",
     "FieldError",
     "Guideline",
+    "InvalidFactsError",
     "ItemPhase",
     "Kind",
-    "InvalidFactsError",
     "Lineage",
     "PatientFacts",
     "PhStatus",

@@ -70,8 +70,9 @@ def describe_rule(rule: Rule, ruleset: Ruleset) -> list[str]:
     spec = rule.spec
     lines = [f"{rule.key} — {spec.title}", f"  file: {rule.file}:{rule.line}"]
     if spec.kind is not None:
-        lines.append(f"  kind: {spec.kind.value}, severity: {spec.severity.value if spec.severity else ''}, "
-                     f"phase: {spec.phase.value if spec.phase else ''}")
+        severity = spec.severity.value if spec.severity else ""
+        phase = spec.phase.value if spec.phase else ""
+        lines.append(f"  kind: {spec.kind.value}, severity: {severity}, phase: {phase}")
     lines.append(f"  concludes: {spec.concludes.value}"
                  + (f" ({spec.group.value})" if spec.group else "")
                  + (f" ({spec.fact})" if spec.fact else ""))

@@ -18,6 +18,7 @@ avoids every hazard of ``durable.engine.Host`` measured in DURABLE_NOTES.md:
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import re
@@ -148,10 +149,8 @@ class Engine:
                 _dre.delete_ruleset(handle)
 
     def __del__(self) -> None:
-        try:
+        with contextlib.suppress(Exception):  # interpreter shutdown: the module may be gone
             self.close()
-        except Exception:  # pragma: no cover - interpreter shutdown
-            pass
 
     def evaluate(self, fact: Mapping[str, Any]) -> list[Fired]:
         """Every rule branch the patient's fact satisfies, derivations chained by stage.

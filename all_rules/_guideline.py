@@ -165,6 +165,7 @@ class Guideline:
     def _leaf(self, leaf: FactTest | DerivedTest) -> _Leaf:
         if isinstance(leaf, FactTest):
             return _Leaf(leaf.fact, _format.test_text(leaf, self.ruleset.values), None)
+        value: Any
         if leaf.name in self._groups:
             group = self._groups[leaf.name]
             fact, value, test = "risk.group", group, f"{'==' if leaf.present else '!='} {group}"
@@ -203,7 +204,8 @@ class Guideline:
                     seen.add((leaf.fact, leaf.test))
                     evidence.append(self._evidence(leaf, prepared.values))
         lookup = functools.partial(self._lookup, prepared=prepared, evidence=evidence)
-        assert rule.text is not None and rule.reason is not None
+        assert rule.text is not None
+        assert rule.reason is not None
         doses = tuple(self._dose(d, prepared) for d in spec.doses) if spec.doses else None
         return _trusted(Recommendation, {
             "id": spec.id, "kind": spec.kind, "severity": spec.severity, "phase": spec.phase,
@@ -234,7 +236,7 @@ class Guideline:
         assert per_m2 is not None
         per_m2_max = number(spec.per_m2_max)
         cap = number(spec.cap)
-        bsa = prepared.values.get("bsa_m2")
+        bsa: float | None = prepared.values.get("bsa_m2")
         capped = False
 
         def amount(per: float | None) -> float | None:
@@ -245,7 +247,7 @@ class Guideline:
             if cap is not None and raw > cap:
                 capped = True
                 return cap
-            return round(raw, spec.decimals)
+            return round(float(raw), spec.decimals)
 
         return _trusted(DoseLine, {
             "drug": spec.drug, "per_m2": per_m2, "per_m2_max": per_m2_max,
@@ -259,7 +261,8 @@ def _item_order(item: Recommendation) -> tuple[int, str]:
 
 
 def _outranks(rule: Rule, other: Rule) -> bool:
-    assert rule.spec.severity is not None and other.spec.severity is not None
+    assert rule.spec.severity is not None
+    assert other.spec.severity is not None
     return SEVERITY_RANK[rule.spec.severity] > SEVERITY_RANK[other.spec.severity]
 
 

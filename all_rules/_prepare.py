@@ -58,7 +58,7 @@ def _per_m2_and_absolute(dose: Dose, bsa: float | None) -> tuple[float | None, f
 def _dose_aggregates(doses: tuple[Dose, ...], bsa: float | None) -> dict[str, float | None]:
     per_m2: dict[Drug, list[float]] = {drug: [] for drug in Drug}
     absolute: dict[Drug, list[float]] = {drug: [] for drug in Drug}
-    unknown: dict[Drug, bool] = {drug: False for drug in Drug}
+    unknown: dict[Drug, bool] = dict.fromkeys(Drug, False)
     for dose in doses:
         dose_per_m2, dose_absolute = _per_m2_and_absolute(dose, bsa)
         if dose_per_m2 is None or dose_absolute is None:

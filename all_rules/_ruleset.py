@@ -36,7 +36,6 @@ from ._schema import (
     Overlay,
     ParameterSpec,
     RiskGroup,
-    RuleFile,
     RuleSpec,
 )
 from ._template import SPECIALS, Template
@@ -132,6 +131,20 @@ def _load(path: Path, name: str, issues: _Issues) -> Located | None:
     except RulesetLoadError as error:
         issues.items.append(RulesetIssue(error.file, error.line, None, "", error.problem))
         return None
+
+
+class _RuleReporter:
+    """Reports issues of one rule: paths relative to the rule, lines from the file."""
+
+    def __init__(self, issues: _Issues, doc: Located, prefix: PathKey, rule_id: str) -> None:
+        self.issues, self.doc, self.prefix, self.rule_id = issues, doc, prefix, rule_id
+
+    def __call__(self, rule_path: PathKey, message: str) -> None:
+        self.issues.add(self.doc, self.doc.file, (*self.prefix, *rule_path), message,
+                        self.rule_id, rule_path)
+
+    def absolute(self, path: PathKey, message: str) -> None:
+        self(path[len(self.prefix):], message)
 
 
 def _rule_docs(doc: Located, issues: _Issues) -> list[tuple[RuleSpec, PathKey]]:
@@ -301,14 +314,8 @@ def check(directory: Path | None = None, overrides: Mapping[str, Any] | None = N
                 continue
             seen[spec.key] = where
 
-            def add(rule_path: PathKey, message: str, *, _doc: Located = doc,
-                    _prefix: PathKey = prefix, _spec: RuleSpec = spec) -> None:
-                issues.add(_doc, _doc.file, (*_prefix, *rule_path), message, _spec.id, rule_path)
-
-            parser = ConditionParser(
-                manifest.parameters,
-                lambda p, m, _add=add: _add(p[len(prefix):], m),  # type: ignore[misc]
-            )
+            add = _RuleReporter(issues, doc, prefix, spec.id)
+            parser = ConditionParser(manifest.parameters, add.absolute)
             condition = parser.parse(spec.when, (*prefix, "when"))
             for index, cited in enumerate(spec.citations):
                 if cited not in citation_ids:

@@ -148,7 +148,7 @@ def _rules(args: argparse.Namespace) -> int:
             print(json.dumps(rows, indent=2, ensure_ascii=False))
         else:
             for row in rows:
-                key = row["id"] + (f"#{row['variant']}" if row["variant"] else "")
+                key = str(row["id"]) + (f"#{row['variant']}" if row["variant"] else "")
                 what = row["kind"] or row["concludes"]
                 print(f"{key:<48} {what:<14} {row['severity'] or '-':<9} "
                       f"{row['phase'] or '-':<20} {row['title']}")

@@ -145,7 +145,8 @@ class Dose(_Strict):
         allowed = DOSE_UNITS[self.drug]
         if self.unit not in allowed:
             units = " or ".join(u.value for u in allowed)
-            raise ValueError(f"unit {self.unit.value!r} does not fit {self.drug.value}; use {units}")
+            raise ValueError(
+                f"unit {self.unit.value!r} does not fit {self.drug.value}; use {units}")
         if self.dose > allowed[self.unit]:
             raise ValueError(
                 f"dose {self.dose:g} {self.unit.value} of {self.drug.value} is implausible "
@@ -190,7 +191,8 @@ class PatientFacts(_Strict):
     weeks_to_complete_remission: Number | None = _number(0, 104, "weeks from start of induction")
     mrd_end_of_induction_percent: Number | None = _number(0, 100, "MRD, % of cells")
     mrd_consolidation_percent: Number | None = _number(0, 100, "MRD, % of cells")
-    relapse_count: Count | None = Field(default=0, ge=0, le=20, description="absent: 0; null: unknown")
+    relapse_count: Count | None = Field(default=0, ge=0, le=20,
+                                        description="absent: 0; null: unknown")
     relapse_site: RelapseSite | None = None
     remission_number: Count | None = Field(default=None, ge=1, le=20)
     mrd_current_percent: Number | None = _number(0, 100, "MRD, % of cells")

@@ -49,7 +49,8 @@ def test_shipped_ruleset_is_valid() -> None:
     """The guideline shipped in rulesets/ passes the checker."""
     ruleset, issues = check(RULESETS)
     assert issues == []
-    assert ruleset is not None and len(ruleset.rules) > 60
+    assert ruleset is not None
+    assert len(ruleset.rules) > 60
 
 
 def test_loading_an_invalid_ruleset_raises_with_every_issue(tmp_path: Path) -> None:

@@ -197,11 +197,15 @@ def _check_doses(spec: RuleSpec, add: Any, params: Mapping[str, Any]) -> None:
                         f"{suggest(name, params)}")
 
 
-def _depths(rules: list[tuple[RuleSpec, Node, str]], report: Any) -> dict[str, int]:
-    """Stage of each rule: 0 when it reads patient facts only, else one past its producers."""
+def _depths(rules: list[tuple[RuleSpec, Node, str]], all_specs: list[RuleSpec],
+            report: Any) -> dict[str, int]:
+    """Stage of each rule: 0 when it reads patient facts only, else one past its producers.
+
+    Producers are taken from every rule that validated, even one whose condition did not
+    parse, so that one bad condition is reported once and not again by each reader."""
     producers: dict[str, list[str]] = {}
     by_kind: dict[str, list[str]] = {}
-    for spec, _, _ in rules:
+    for spec in all_specs:
         if spec.concludes is not Concludes.RECOMMENDATION:
             producers.setdefault(spec.id, []).append(spec.key)
             by_kind.setdefault(spec.concludes.value, []).append(spec.key)
@@ -217,6 +221,7 @@ def _depths(rules: list[tuple[RuleSpec, Node, str]], report: Any) -> dict[str, i
                     deps.update(producers.get(leaf.name, []))
                 else:
                     deps.update(by_kind.get(leaf.kind or "", []))
+        deps &= {s.key for s, _, _ in rules}
         needs[spec.key] = deps
     depth: dict[str, int] = {}
     visiting: set[str] = set()
@@ -292,6 +297,7 @@ def check(directory: Path | None = None, overrides: Mapping[str, Any] | None = N
         citation_ids[citation.id] = citation
 
     parsed: list[tuple[RuleSpec, Node, str, Located, PathKey]] = []
+    all_specs: list[RuleSpec] = []
     seen: dict[str, str] = {}
     digest = hashlib.sha256()
     digest.update((manifest_doc.file + "\0").encode())
@@ -307,6 +313,7 @@ def check(directory: Path | None = None, overrides: Mapping[str, Any] | None = N
         if doc is None:
             continue
         for spec, prefix in _rule_docs(doc, issues):
+            all_specs.append(spec)
             where = f"{name}:{doc.line_of(prefix)}"
             if spec.key in seen:
                 issues.add(doc, name, (*prefix, "id"), f"duplicate rule `{spec.key}` "
@@ -344,7 +351,7 @@ def check(directory: Path | None = None, overrides: Mapping[str, Any] | None = N
         tail = tuple(path[len(prefix):]) if path[:len(prefix)] == prefix else tuple(path)
         issues.add(doc, doc.file, (*prefix, *tail), message, spec.id, tail)
 
-    depths = _depths([(s, c, f) for s, c, f, _, _ in parsed], report)
+    depths = _depths([(s, c, f) for s, c, f, _, _ in parsed], all_specs, report)
     rules: list[Rule] = []
     for spec, condition, name, doc, prefix in parsed:
         branches = to_dnf(condition)

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from . import __version__
-from ._describe import assessment_text, describe_rule
+from ._describe import assessment_text, catalogue_markdown, describe_rule
 from ._guideline import Guideline
 from ._ruleset import check
 from .exceptions import (
@@ -68,7 +68,8 @@ def _parser() -> argparse.ArgumentParser:
     rules = commands.add_parser("rules", help="list, show or check rules")
     rule_commands = rules.add_subparsers(dest="rules_command", required=True, metavar="ACTION")
     listing = rule_commands.add_parser("list", help="every rule: id, kind, severity, phase")
-    listing.add_argument("--format", choices=("text", "json"), default="text")
+    listing.add_argument("--format", choices=("text", "json", "markdown"), default="text",
+                         help="markdown: the full catalogue page (docs/catalogue.md)")
     _add_ruleset_options(listing)
     show = rule_commands.add_parser("show", help="one rule: condition in words, parameters")
     show.add_argument("rule_id", metavar="ID")
@@ -146,6 +147,8 @@ def _rules(args: argparse.Namespace) -> int:
                  "title": r.spec.title, "file": r.file} for r in ruleset.rules]
         if args.format == "json":
             print(json.dumps(rows, indent=2, ensure_ascii=False))
+        elif args.format == "markdown":
+            sys.stdout.write(catalogue_markdown(ruleset))
         else:
             for row in rows:
                 key = str(row["id"]) + (f"#{row['variant']}" if row["variant"] else "")

@@ -48,7 +48,8 @@ def test_assess_text_groups_by_phase_risk_first(capsys: pytest.CaptureFixture[st
     assert code == 0
     lines = out.splitlines()
     assert lines[1] == "Risk group: HIGH"
-    assert "== All phases ==" in lines and "== Induction ==" in lines
+    assert "== All phases ==" in lines
+    assert "== Induction ==" in lines
     assert lines.index("== All phases ==") < lines.index("== Induction ==")
     assert any(line.strip().startswith("Why: BCR::ABL1 is positive") for line in lines)
 

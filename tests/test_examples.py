@@ -61,7 +61,8 @@ def test_dose_errors_example_flags_each_dose() -> None:
     assert severities["audit.pegaspargase_dose"] == "warning"
     assert severities["audit.missing_cns_prophylaxis"] == "critical"
     backbone = assessment.get("induction.four_drug_backbone")
-    assert backbone is not None and backbone.doses is not None
+    assert backbone is not None
+    assert backbone.doses is not None
     vincristine = next(d for d in backbone.doses if d.drug == "vincristine")
     bsa = (122 * 23 / 3600) ** 0.5
     assert vincristine.dose == pytest.approx(round(1.4 * bsa, 2))
@@ -72,7 +73,8 @@ def test_vincristine_is_capped_at_2_mg_for_a_large_adult(guideline: Guideline) -
     """1.4 mg/m² × 2.0 m² = 2.8 mg is capped to 2 mg, and marked capped."""
     assessment = guideline.assess({"age_years": 40, "bsa_m2": 2.0})
     backbone = assessment.get("induction.four_drug_backbone")
-    assert backbone is not None and backbone.doses is not None
+    assert backbone is not None
+    assert backbone.doses is not None
     vincristine = next(d for d in backbone.doses if d.drug == "vincristine")
     assert (vincristine.dose, vincristine.capped, vincristine.unit) == (2.0, True, "mg")
     daunorubicin = next(d for d in backbone.doses if d.drug == "daunorubicin")
@@ -83,7 +85,8 @@ def test_backbone_without_bsa_has_no_computed_doses(guideline: Guideline) -> Non
     """Without a BSA, doses stay per m² (dose null) and data.body_surface_area fires."""
     assessment = guideline.assess({"age_years": 40})
     backbone = assessment.get("induction.four_drug_backbone")
-    assert backbone is not None and backbone.doses is not None
+    assert backbone is not None
+    assert backbone.doses is not None
     assert all(d.dose is None for d in backbone.doses)
     assert "data.body_surface_area" in assessment.ids()
 

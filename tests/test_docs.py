@@ -1,0 +1,40 @@
+"""Docs that cannot rot: README code runs, the generated catalogue is current."""
+
+from __future__ import annotations
+
+import re
+
+from all_rules import Guideline
+from all_rules._describe import catalogue_markdown
+
+from .conftest import ROOT
+
+
+def _python_blocks(text: str) -> list[str]:
+    return re.findall(r"```python\n(.*?)```", text, re.DOTALL)
+
+
+def test_readme_python_example_runs() -> None:
+    """Every ```python block of the README executes without error."""
+    blocks = _python_blocks((ROOT / "README.md").read_text(encoding="utf-8"))
+    assert blocks
+    for block in blocks:
+        exec(compile(block, "README.md", "exec"), {})
+
+
+def test_catalogue_page_is_current() -> None:
+    """docs/catalogue.md equals what `all-rules rules list --format markdown` prints now."""
+    expected = catalogue_markdown(Guideline.default().ruleset)
+    actual = (ROOT / "docs" / "catalogue.md").read_text(encoding="utf-8")
+    hint = "regenerate: all-rules rules list --format markdown > docs/catalogue.md"
+    assert actual == expected, hint
+
+
+def test_readme_states_the_two_commands() -> None:
+    """The README's install-and-run and test commands are the ones CI runs."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+    assert 'pip install -e ".[dev]"' in readme
+    assert 'pip install --quiet -e ".[dev]"' in ci
+    assert "\npytest\n" in readme
+    assert "\npytest\n" in ci

@@ -98,16 +98,18 @@ def suggest(name: str, choices: Any) -> str:
 class ConditionParser:
     """Parses raw ``when`` data, reporting every problem through ``report``."""
 
-    def __init__(self, parameters: Mapping[str, ParameterSpec], report: Report) -> None:
+    def __init__(self, parameters: Mapping[str, ParameterSpec], report: Report,
+                 named: Mapping[str, Node] | None = None) -> None:
         self.parameters = parameters
         self.report = report
+        self.named = named or {}
 
     def parse(self, raw: Any, path: tuple[str | int, ...]) -> Node | None:
         if isinstance(raw, list):
             return self._combine(AllOf, raw, path)
         if not isinstance(raw, dict) or len(raw) != 1:
             self.report(path, "a condition is a mapping with exactly one key: all, any, "
-                              "derived, not_derived, or a fact name")
+                              "derived, not_derived, condition, or a fact name")
             return None
         ((key, body),) = raw.items()
         key = str(key)
@@ -118,6 +120,12 @@ class ConditionParser:
             return self._combine(AllOf if key == "all" else AnyOf, body, (*path, key))
         if key in ("derived", "not_derived"):
             return self._derived(key == "derived", body, (*path, key))
+        if key == "condition":
+            node = self.named.get(str(body))
+            if node is None:
+                self.report((*path, key), f"unknown condition `{body}`"
+                                          f"{suggest(str(body), self.named)}")
+            return node
         return self._fact(key, body, (*path, key))
 
     def _combine(self, cls: Any, items: list[Any], path: tuple[str | int, ...]) -> Node | None:

@@ -296,6 +296,17 @@ def check(directory: Path | None = None, overrides: Mapping[str, Any] | None = N
                        f"duplicate citation id {citation.id!r}")
         citation_ids[citation.id] = citation
 
+    named: dict[str, Node] = {}
+    for name, raw in manifest.conditions.items():
+        path: PathKey = ("conditions", name)
+
+        def report_named(at: PathKey, message: str) -> None:
+            issues.add(manifest_doc, MANIFEST, at, message)
+
+        node = ConditionParser(manifest.parameters, report_named).parse(raw, path)
+        if node is not None:
+            named[name] = node
+
     parsed: list[tuple[RuleSpec, Node, str, Located, PathKey]] = []
     all_specs: list[RuleSpec] = []
     seen: dict[str, str] = {}
@@ -303,13 +314,13 @@ def check(directory: Path | None = None, overrides: Mapping[str, Any] | None = N
     digest.update((manifest_doc.file + "\0").encode())
     digest.update((directory / MANIFEST).read_bytes())
     for file_index, name in enumerate(manifest.files):
-        path = directory / name
-        if not path.is_file():
+        file_path = directory / name
+        if not file_path.is_file():
             issues.add(manifest_doc, MANIFEST, ("files", file_index), f"no such file `{name}`")
             continue
         digest.update(("\0" + name + "\0").encode())
-        digest.update(path.read_bytes())
-        doc = _load(path, name, issues)
+        digest.update(file_path.read_bytes())
+        doc = _load(file_path, name, issues)
         if doc is None:
             continue
         for spec, prefix in _rule_docs(doc, issues):
@@ -322,7 +333,7 @@ def check(directory: Path | None = None, overrides: Mapping[str, Any] | None = N
             seen[spec.key] = where
 
             add = _RuleReporter(issues, doc, prefix, spec.id)
-            parser = ConditionParser(manifest.parameters, add.absolute)
+            parser = ConditionParser(manifest.parameters, add.absolute, named)
             condition = parser.parse(spec.when, (*prefix, "when"))
             for index, cited in enumerate(spec.citations):
                 if cited not in citation_ids:

@@ -173,6 +173,8 @@ class Manifest(_Model):
     source: str
     citations: list[CitationSpec] = Field(min_length=1)
     parameters: dict[str, ParameterSpec]
+    conditions: dict[str, Any] = Field(default_factory=dict)
+    """Named conditions, used in rules as ``{condition: name}``."""
     files: list[str] = Field(min_length=1)
 
 

@@ -8,7 +8,7 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from all_rules import Guideline
+from all_rules import Assessment, Guideline
 
 from .strategies import patients
 
@@ -106,3 +106,15 @@ def test_unknown_enum_equals_absent(guideline: Guideline, facts: dict[str, Any])
     expected = guideline.assess(absent)
     assert guideline.assess(with_unknown).recommendations == expected.recommendations
     assert guideline.assess(nulls) == expected
+
+
+@SETTINGS
+@given(patients())
+def test_output_is_valid_against_its_own_models(guideline: Guideline,
+                                               facts: dict[str, Any]) -> None:
+    """The assessment, built without validation on the hot path, validates as its own
+    pydantic model and round-trips through JSON unchanged."""
+    assessment = guideline.assess(facts)
+    again = Assessment.model_validate_json(assessment.to_json())
+    assert again.to_json() == assessment.to_json()
+    assert again == assessment

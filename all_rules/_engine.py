@@ -41,7 +41,8 @@ _session_ids = itertools.count(1)
 _ruleset_ids = itertools.count(1)
 
 _OPS = {"ne": "$neq", "gt": "$gt", "gte": "$gte", "lt": "$lt", "lte": "$lte"}
-_EXPONENT = re.compile(r"\d[eE][-+]?\d")
+# A JSON number in exponent form (not "10e9" inside a key such as wbc_at_diagnosis_10e9_per_l).
+_EXPONENT = re.compile(r"[\s:,\[]-?\d+(?:\.\d+)?[eE][-+]?\d")
 
 
 def _fixed_point(value: Any) -> str:
@@ -106,11 +107,12 @@ def compile_branch(branch: Branch, stage: int, values: Mapping[str, float]) -> d
     if fact_tests:
         patterns.append({"p": {"$and": [{"t": "patient"}, *fact_tests]}})
     derived = [t for t in branch if isinstance(t, DerivedTest)]
-    if derived:
+    if any(not t.present for t in derived):
+        # A negation is only sound once every producer has fired: wait for the stage fact.
         patterns.append({"s": {"$and": [{"t": "stage"}, {"n": stage}]}})
-        for index, test in enumerate(derived):
-            name = f"d{index}" if test.present else f"n{index}$not"
-            patterns.append({name: _derived_expr(test)})
+    for index, test in enumerate(derived):
+        name = f"d{index}" if test.present else f"n{index}$not"
+        patterns.append({name: _derived_expr(test)})
     return {"all": patterns}
 
 
@@ -132,10 +134,10 @@ class Engine:
         for rule_index, rule in enumerate(ruleset.rules):
             for branch_index, branch in enumerate(rule.branches):
                 name = f"r{rule_index}_{branch_index}"
-                definition[name] = compile_branch(branch, rule.depth, ruleset.values)
+                definition[name] = compile_branch(branch, rule.stage, ruleset.values)
                 self._names[name] = (rule, branch_index)
         self.definition = definition
-        self.stages = max((rule.depth for rule in ruleset.rules), default=0)
+        self.stages = max((rule.stage for rule in ruleset.rules), default=0)
         with ENGINE_LOCK:
             self._handle = _dre.create_ruleset(
                 f"{ruleset.name}-{next(_ruleset_ids)}", to_engine_json(definition)

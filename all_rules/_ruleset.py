@@ -72,7 +72,8 @@ class Rule:
     line: int | None
     condition: Node
     branches: tuple[Branch, ...]
-    depth: int
+    stage: int
+    """0: ungated; n: waits for stage fact n (it negates a derived fact)."""
     text: Template | None
     reason: Template | None
 
@@ -197,9 +198,14 @@ def _check_doses(spec: RuleSpec, add: Any, params: Mapping[str, Any]) -> None:
                         f"{suggest(name, params)}")
 
 
-def _depths(rules: list[tuple[RuleSpec, Node, str]], all_specs: list[RuleSpec],
+def _stages(rules: list[tuple[RuleSpec, Node, str]], all_specs: list[RuleSpec],
             report: Any) -> dict[str, int]:
-    """Stage of each rule: 0 when it reads patient facts only, else one past its producers.
+    """The stage of each rule: 0 (ungated) unless it negates a derived fact.
+
+    durable decides a negation when a fact arrives, so a rule that tests the *absence* of a
+    derived fact waits for a stage fact asserted after every producer of that fact has
+    finished. Positive tests need no gate: the rule fires when the derived fact arrives.
+    ``finish`` is the last stage in which a rule can fire: its own, or its producers' latest.
 
     Producers are taken from every rule that validated, even one whose condition did not
     parse, so that one bad condition is reported once and not again by each reader."""
@@ -209,39 +215,45 @@ def _depths(rules: list[tuple[RuleSpec, Node, str]], all_specs: list[RuleSpec],
         if spec.concludes is not Concludes.RECOMMENDATION:
             producers.setdefault(spec.id, []).append(spec.key)
             by_kind.setdefault(spec.concludes.value, []).append(spec.key)
-    needs: dict[str, set[str]] = {}
+    keys = {s.key for s, _, _ in rules}
+    needs: dict[str, tuple[set[str], set[str]]] = {}
     for spec, condition, _ in rules:
-        deps: set[str] = set()
+        positive: set[str] = set()
+        negative: set[str] = set()
         for leaf in walk(condition):
-            if isinstance(leaf, DerivedTest):
-                if leaf.name is not None:
-                    if leaf.name not in producers:
-                        report(spec, leaf.path, f"no rule derives `{leaf.name}`"
-                               f"{suggest(leaf.name, producers)}")
-                    deps.update(producers.get(leaf.name, []))
-                else:
-                    deps.update(by_kind.get(leaf.kind or "", []))
-        deps &= {s.key for s, _, _ in rules}
-        needs[spec.key] = deps
-    depth: dict[str, int] = {}
+            if not isinstance(leaf, DerivedTest):
+                continue
+            if leaf.name is not None:
+                if leaf.name not in producers:
+                    report(spec, leaf.path, f"no rule derives `{leaf.name}`"
+                           f"{suggest(leaf.name, producers)}")
+                found = set(producers.get(leaf.name, []))
+            else:
+                found = set(by_kind.get(leaf.kind or "", []))
+            (positive if leaf.present else negative).update(found & keys)
+        needs[spec.key] = (positive, negative)
+    stage: dict[str, int] = {}
+    finish: dict[str, int] = {}
     visiting: set[str] = set()
     specs = {spec.key: spec for spec, _, _ in rules}
 
     def visit(key: str) -> int:
-        if key in depth:
-            return depth[key]
+        if key in finish:
+            return finish[key]
         if key in visiting:
             report(specs[key], ("when",), "derived facts form a cycle through this rule")
             return 0
         visiting.add(key)
-        value = 0 if not needs[key] else 1 + max(visit(dep) for dep in needs[key])
+        positive, negative = needs[key]
+        own = 1 + max(visit(dep) for dep in negative) if negative else 0
+        done = max([own, *(visit(dep) for dep in positive)])
         visiting.discard(key)
-        depth[key] = value
-        return value
+        stage[key], finish[key] = own, done
+        return done
 
     for key in needs:
         visit(key)
-    return depth
+    return stage
 
 
 def _unreachable(branch: Branch) -> str | None:
@@ -362,7 +374,7 @@ def check(directory: Path | None = None, overrides: Mapping[str, Any] | None = N
         tail = tuple(path[len(prefix):]) if path[:len(prefix)] == prefix else tuple(path)
         issues.add(doc, doc.file, (*prefix, *tail), message, spec.id, tail)
 
-    depths = _depths([(s, c, f) for s, c, f, _, _ in parsed], all_specs, report)
+    stages = _stages([(s, c, f) for s, c, f, _, _ in parsed], all_specs, report)
     rules: list[Rule] = []
     for spec, condition, name, doc, prefix in parsed:
         branches = to_dnf(condition)
@@ -374,7 +386,7 @@ def check(directory: Path | None = None, overrides: Mapping[str, Any] | None = N
             if problem:
                 report(spec, (*prefix, "when"), problem)
         rules.append(Rule(spec, name, doc.line_of(prefix), condition, tuple(branches),
-                          depths.get(spec.key, 0),
+                          stages.get(spec.key, 0),
                           Template(spec.text) if spec.text else None,
                           Template(spec.reason) if spec.reason else None))
 

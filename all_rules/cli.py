@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
 from . import __version__
+from ._cohort_io import CohortInputError
 from ._describe import assessment_text, catalogue_markdown, describe_rule
 from ._guideline import Guideline
 from ._ruleset import check
@@ -79,6 +81,31 @@ def _parser() -> argparse.ArgumentParser:
                          help="ruleset directory (default: the shipped guideline)")
     checker.add_argument("--overlay", metavar="FILE", type=Path,
                          help="also check this overlay against the ruleset")
+
+    cohort = commands.add_parser(
+        "cohort", help="assess every row of a CSV, JSON Lines or Parquet file",
+        description="Assess a cohort. JSON Lines output: one assessment (or row error) per "
+                    "line. CSV/Parquet output: OUT's stem + .patients and .recommendations "
+                    "tables. A summary table goes to stdout.")
+    cohort.add_argument("input", metavar="INPUT", type=Path)
+    cohort.add_argument("--out", metavar="OUTPUT", type=Path, required=True)
+    cohort.add_argument("--input-format", choices=("csv", "jsonl", "parquet"))
+    cohort.add_argument("--output-format", choices=("csv", "jsonl", "parquet"))
+    cohort.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                        help="worker processes (default: the machine's cores)")
+    cohort.add_argument("--summary", metavar="PATH", type=Path,
+                        help="also write the summary as JSON")
+    cohort.add_argument("--quiet", action="store_true", help="no summary table on stdout")
+    _add_ruleset_options(cohort)
+
+    synth = commands.add_parser("synth", help="write a synthetic cohort (docs/cohorts.md)")
+    synth.add_argument("count", metavar="N", type=int)
+    synth.add_argument("--seed", type=int, default=0)
+    synth.add_argument("--out", metavar="PATH", type=Path, required=True)
+    synth.add_argument("--format", choices=("csv", "jsonl", "parquet"),
+                       help="default: from the extension of PATH")
+    synth.add_argument("--missing-rate", type=float, default=0.05,
+                       help="share of optional facts left unknown (default 0.05)")
 
     schema = commands.add_parser("schema", help="JSON Schema of the facts and the output")
     schema.add_argument("which", nargs="?", choices=("facts", "assessment", "all"),
@@ -167,6 +194,63 @@ def _rules(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cohort(args: argparse.Namespace) -> int:
+    from ._cohort_io import (
+        GuidelineSpec,
+        count_rows,
+        format_of,
+        run_cohort,
+        stderr_is_terminal,
+    )
+
+    if args.workers < 1:
+        raise _InputError("--workers must be at least 1")
+    spec = GuidelineSpec(str(args.rules) if args.rules else None,
+                         str(args.overlay) if args.overlay else None,
+                         tuple(sorted(dict(args.param).items())))
+    bar: Any = None
+    if stderr_is_terminal():
+        from tqdm import tqdm
+
+        in_fmt = format_of(args.input, args.input_format)
+        total = count_rows(args.input, in_fmt) if args.input.is_file() else None
+        bar = tqdm(total=total, unit=" patients", file=sys.stderr, smoothing=0.1)
+    try:
+        run = run_cohort(args.input, args.out, input_format=args.input_format,
+                         output_format=args.output_format, workers=args.workers, spec=spec,
+                         progress=bar.update if bar is not None else None)
+    finally:
+        if bar is not None:
+            bar.close()
+    if args.summary is not None:
+        args.summary.write_text(run.summary.to_json() + "\n", encoding="utf-8")
+    if not args.quiet:
+        sys.stdout.write(run.summary.table())
+    for path in run.outputs:
+        print(f"wrote {path}", file=sys.stderr)
+    if run.interrupted:
+        print(f"all-rules: interrupted; output holds the first {run.summary.patients:,} rows",
+              file=sys.stderr)
+        return 130
+    if run.summary.engine_errors:
+        print(f"all-rules: {run.summary.engine_errors} row(s) failed in the engine",
+              file=sys.stderr)
+        return EXIT_ERROR
+    return EXIT_OK
+
+
+def _synth(args: argparse.Namespace) -> int:
+    from . import synth
+    from ._cohort_io import format_of
+
+    if args.count < 0:
+        raise _InputError("N must be 0 or more")
+    fmt = format_of(args.out, args.format)
+    synth.write(args.out, args.count, args.seed, fmt, args.missing_rate)
+    print(f"wrote {args.count:,} synthetic patients to {args.out}", file=sys.stderr)
+    return EXIT_OK
+
+
 def _schema(args: argparse.Namespace) -> int:
     schemas = {"facts": PatientFacts.model_json_schema(),
                "assessment": Assessment.model_json_schema(mode="serialization")}
@@ -188,8 +272,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _assess(args)
         if args.command == "rules":
             return _rules(args)
+        if args.command == "cohort":
+            return _cohort(args)
+        if args.command == "synth":
+            return _synth(args)
         return _schema(args)
-    except _InputError as error:
+    except (_InputError, CohortInputError) as error:
         _fail(str(error), EXIT_INVALID_INPUT)
     except InvalidFactsError as error:
         _fail(str(error), EXIT_INVALID_INPUT)

@@ -1,0 +1,405 @@
+"""Cohort files: streaming readers (CSV, JSON Lines, Parquet), writers, and the runner.
+
+The runner reads the input in chunks, assesses each chunk (in this process or in worker
+processes), and writes the results in input order. Output goes to a temporary file beside
+the target, renamed into place at the end: a failed run leaves nothing half-written, and an
+interrupted run (Ctrl-C) leaves a valid file truncated after the last complete chunk.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import signal
+import sys
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from ._guideline import Guideline
+from ._records import record_to_facts, unknown_columns
+from .cohort import CohortSummary, Result, RowError, assess_row
+from .exceptions import AllRulesError, FieldError
+from .output import Assessment
+
+FORMATS = ("csv", "jsonl", "parquet")
+_EXTENSIONS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl",
+               ".parquet": "parquet", ".pq": "parquet"}
+CHUNK_ROWS = 1000
+
+PATIENT_COLUMNS = ("row", "patient_id", "risk_group", "features", "missing",
+                   "recommendations", "error")
+RECOMMENDATION_COLUMNS = ("row", "patient_id", "id", "kind", "severity", "phase")
+
+
+class CohortInputError(AllRulesError):
+    """The cohort input cannot be read at all (exit 2); bad rows are not this."""
+
+
+def _pyarrow() -> Any:
+    try:
+        import pyarrow
+        import pyarrow.parquet
+    except ImportError:
+        raise CohortInputError("Parquet needs pyarrow: pip install 'all-rules[cohort]'") from None
+    return pyarrow
+
+
+def format_of(path: Path, given: str | None) -> str:
+    if given is not None:
+        return given
+    fmt = _EXTENSIONS.get(path.suffix.lower())
+    if fmt is None:
+        raise CohortInputError(f"{path}: cannot tell the format from the extension "
+                               f"{path.suffix!r}; use .csv, .jsonl or .parquet, or give "
+                               "--input-format / --output-format")
+    return fmt
+
+
+@attrs.frozen
+class GuidelineSpec:
+    """How a worker process rebuilds the caller's guideline."""
+
+    rules: str | None = None
+    overlay: str | None = None
+    parameters: tuple[tuple[str, float], ...] = ()
+
+    def load(self) -> Guideline:
+        if self.rules is None and self.overlay is None and not self.parameters:
+            return Guideline.default()
+        return Guideline.load(self.rules, parameters=dict(self.parameters),
+                              overlay=self.overlay)
+
+
+# --- reading -------------------------------------------------------------------------------
+
+Chunk = tuple[int, str, list[Any]]
+"""(first row number, input format, raw items)."""
+
+
+def _chunks(items: Iterator[Any], fmt: str, size: int) -> Iterator[Chunk]:
+    row, batch = 1, []
+    for item in items:
+        batch.append(item)
+        if len(batch) == size:
+            yield row, fmt, batch
+            row, batch = row + len(batch), []
+    if batch:
+        yield row, fmt, batch
+
+
+def _jsonl_lines(path: Path) -> Iterator[bytes]:
+    with path.open("rb") as handle:
+        seen = False
+        for line in handle:
+            seen = True
+            if line.strip():
+                yield line
+        if not seen:
+            raise CohortInputError(f"{path}: the file is empty")
+
+
+def _csv_rows(path: Path) -> Iterator[dict[str, str]]:
+    with path.open("r", encoding="utf-8", errors="surrogateescape", newline="") as handle:
+        reader = csv.reader(handle)
+        header = next(reader, None)
+        if header is None:
+            raise CohortInputError(f"{path}: the file is empty (no header row)")
+        problems = unknown_columns(header)
+        duplicated = sorted({name for name in header if header.count(name) > 1})
+        problems += [f"duplicate column {name!r}" for name in duplicated]
+        if problems:
+            raise CohortInputError(f"{path}: " + "; ".join(problems))
+        for cells in reader:
+            if not cells:
+                continue
+            if len(cells) != len(header):
+                yield {"\0cells": f"has {len(cells)} cells, the header has {len(header)}"}
+                continue
+            yield dict(zip(header, cells, strict=True))
+
+
+def _parquet_rows(path: Path) -> Iterator[dict[str, Any]]:
+    pq = _pyarrow().parquet
+    try:
+        parquet = pq.ParquetFile(path)
+    except Exception as error:
+        raise CohortInputError(f"{path}: not a readable Parquet file ({error})") from None
+    problems = unknown_columns(parquet.schema_arrow.names)
+    if problems:
+        raise CohortInputError(f"{path}: " + "; ".join(problems))
+    try:
+        for batch in parquet.iter_batches(batch_size=CHUNK_ROWS):
+            yield from batch.to_pylist()
+    except Exception as error:
+        raise CohortInputError(f"{path}: Parquet data is damaged ({error})") from None
+
+
+def read_chunks(path: Path, fmt: str, size: int = CHUNK_ROWS) -> Iterator[Chunk]:
+    """The input as chunks of raw rows; raises CohortInputError if it cannot be read."""
+    if not path.is_file():
+        raise CohortInputError(f"{path}: no such file")
+    readers: dict[str, Callable[[Path], Iterator[Any]]] = {
+        "jsonl": _jsonl_lines, "csv": _csv_rows, "parquet": _parquet_rows}
+    return _chunks(readers[fmt](path), fmt, size)
+
+
+def count_rows(path: Path, fmt: str) -> int | None:
+    """Rows in the input, for the progress bar (None when it would cost a second read)."""
+    if fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        try:
+            return int(pq.ParquetFile(path).metadata.num_rows)
+        except Exception:
+            return None
+    with path.open("rb") as handle:
+        lines = sum(block.count(b"\n") for block in iter(lambda: handle.read(1 << 20), b""))
+    return max(0, lines - (1 if fmt == "csv" else 0))
+
+
+# --- assessing a chunk (in any process) ----------------------------------------------------
+
+_worker_guideline: Guideline | None = None
+
+
+def _facts_of(fmt: str, item: Any) -> tuple[Any, list[FieldError]]:
+    if fmt == "jsonl":
+        try:
+            text = item.decode("utf-8")
+        except UnicodeDecodeError as error:
+            return {}, [FieldError("(row)", f"not UTF-8 text (byte {error.start})")]
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as error:
+            return {}, [FieldError("(row)", f"not valid JSON: {error.msg} at column "
+                                            f"{error.colno}")]
+        if not isinstance(data, dict):
+            return {}, [FieldError("(row)", f"a row must be a JSON object, got "
+                                            f"{type(data).__name__}")]
+        return data, []
+    if "\0cells" in item:
+        return {}, [FieldError("(row)", item["\0cells"])]
+    if fmt == "csv":
+        for name, value in item.items():
+            if any("\udc80" <= ch <= "\udcff" for ch in value):
+                return {}, [FieldError(name, "not UTF-8 text")]
+    return record_to_facts(item, text=(fmt == "csv"))
+
+
+@attrs.frozen
+class ChunkResult:
+    first_row: int
+    jsonl: str
+    patients: list[tuple[Any, ...]]
+    recommendations: list[tuple[Any, ...]]
+    summary: CohortSummary
+
+
+def _patient_row(result: Result, row: int) -> tuple[Any, ...]:
+    if isinstance(result, RowError):
+        error = "; ".join(f"{e.field}: {e.message}" for e in result.errors)
+        return (row, result.patient_id, None, None, None, 0, error)
+    return (row, result.patient_id, result.risk.group.value, ";".join(result.risk.features),
+            ";".join(result.risk.missing), len(result.recommendations), None)
+
+
+def assess_chunk(chunk: Chunk, tables: bool, guideline: Guideline | None = None) -> ChunkResult:
+    """Assess one chunk; the same function runs in-process and in workers."""
+    guideline = guideline or _worker_guideline
+    assert guideline is not None
+    first_row, fmt, items = chunk
+    summary = CohortSummary()
+    lines: list[str] = []
+    patients: list[tuple[Any, ...]] = []
+    recommendations: list[tuple[Any, ...]] = []
+    for offset, item in enumerate(items):
+        row = first_row + offset
+        facts, errors = _facts_of(fmt, item)
+        result = assess_row(guideline, row, facts, cell_errors=errors)
+        summary.add(result)
+        if tables:
+            patients.append(_patient_row(result, row))
+            if isinstance(result, Assessment):
+                recommendations.extend(
+                    (row, result.patient_id, r.id, r.kind.value, r.severity.value,
+                     r.phase.value) for r in result.recommendations)
+        else:
+            lines.append(result.model_dump_json())
+    jsonl = "\n".join(lines) + "\n" if lines else ""
+    return ChunkResult(first_row, jsonl, patients, recommendations, summary)
+
+
+def _init_worker(spec: GuidelineSpec) -> None:
+    global _worker_guideline
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    _worker_guideline = spec.load()
+
+
+# --- writing -------------------------------------------------------------------------------
+
+
+class _Writer:
+    def __init__(self, out: Path, fmt: str) -> None:
+        self.fmt = fmt
+        if fmt == "jsonl":
+            self.targets = [out]
+        else:
+            stem = out.with_suffix("")
+            self.targets = [Path(f"{stem}.patients.{fmt}"),
+                            Path(f"{stem}.recommendations.{fmt}")]
+        self.temps = [t.with_name(f".{t.name}.partial") for t in self.targets]
+        self._files: list[Any] = []
+        self._parquet: list[Any] = []
+        self._csv: list[Any] = []
+        if fmt == "jsonl":
+            self._files = [self.temps[0].open("w", encoding="utf-8", newline="\n")]
+        elif fmt == "csv":
+            self._files = [t.open("w", encoding="utf-8", newline="") for t in self.temps]
+            self._csv = [csv.writer(f, lineterminator="\n") for f in self._files]
+            self._csv[0].writerow(PATIENT_COLUMNS)
+            self._csv[1].writerow(RECOMMENDATION_COLUMNS)
+        else:
+            pa = _pyarrow()
+            pq = pa.parquet
+            self._schemas = [
+                pa.schema([("row", pa.int64()), ("patient_id", pa.string()),
+                           ("risk_group", pa.string()), ("features", pa.string()),
+                           ("missing", pa.string()), ("recommendations", pa.int64()),
+                           ("error", pa.string())]),
+                pa.schema([("row", pa.int64()), ("patient_id", pa.string()),
+                           ("id", pa.string()), ("kind", pa.string()),
+                           ("severity", pa.string()), ("phase", pa.string())]),
+            ]
+            self._parquet = [pq.ParquetWriter(t, s) for t, s in zip(self.temps, self._schemas,
+                                                                    strict=True)]
+
+    def write(self, chunk: ChunkResult) -> None:
+        if self.fmt == "jsonl":
+            self._files[0].write(chunk.jsonl)
+        elif self.fmt == "csv":
+            self._csv[0].writerows(chunk.patients)
+            self._csv[1].writerows(chunk.recommendations)
+        else:
+            pa = _pyarrow()
+            for writer, schema, rows in zip(self._parquet, self._schemas,
+                                            (chunk.patients, chunk.recommendations),
+                                            strict=True):
+                columns: list[Any] = (list(zip(*rows, strict=True)) if rows
+                                      else [[] for _ in schema])
+                writer.write_table(pa.table(
+                    {f.name: pa.array(col, type=f.type) for f, col in zip(schema, columns,
+                                                                           strict=True)},
+                    schema=schema))
+
+    def close(self, keep: bool) -> list[Path]:
+        for handle in self._files:
+            handle.close()
+        for writer in self._parquet:
+            writer.close()
+        if not keep:
+            for temp in self.temps:
+                temp.unlink(missing_ok=True)
+            return []
+        for temp, target in zip(self.temps, self.targets, strict=True):
+            os.replace(temp, target)
+        return self.targets
+
+
+# --- running -------------------------------------------------------------------------------
+
+
+@attrs.define
+class CohortRun:
+    """What a cohort run did."""
+
+    summary: CohortSummary
+    outputs: list[Path]
+    interrupted: bool = False
+
+
+def _results(chunks: Iterator[Chunk], tables: bool, workers: int,
+             spec: GuidelineSpec) -> Iterator[ChunkResult]:
+    if workers <= 1:
+        guideline = spec.load()
+        for chunk in chunks:
+            yield assess_chunk(chunk, tables, guideline)
+        return
+    context = get_context("spawn")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context,
+                             initializer=_init_worker, initargs=(spec,)) as pool:
+        pending: deque[Future[ChunkResult]] = deque()
+        try:
+            for chunk in chunks:
+                pending.append(pool.submit(assess_chunk, chunk, tables))
+                if len(pending) >= workers * 2:  # bounded: memory stays flat
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+        except BaseException:
+            for future in pending:
+                future.cancel()
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
+
+
+def run_cohort(source: Path, out: Path, *, input_format: str | None = None,
+               output_format: str | None = None, workers: int = 1,
+               spec: GuidelineSpec | None = None,
+               progress: Callable[[int], None] | None = None) -> CohortRun:
+    """Assess every row of ``source`` into ``out``; see the module docstring."""
+    spec = spec or GuidelineSpec()
+    in_fmt = format_of(source, input_format)
+    out_fmt = format_of(out, output_format)
+    guideline = spec.load()
+    summary = CohortSummary.for_guideline(guideline)
+    chunks = read_chunks(source, in_fmt)
+    first = next(chunks, None)  # fail on unreadable input before creating any output
+    if first is None:
+        raise CohortInputError(f"{source}: no patient rows")
+
+    def all_chunks() -> Iterator[Chunk]:
+        assert first is not None
+        yield first
+        yield from chunks
+
+    writer = _Writer(out, out_fmt)
+    interrupted = False
+    try:
+        for result in _results(all_chunks(), out_fmt != "jsonl", workers, spec):
+            writer.write(result)
+            summary.merge(result.summary)
+            if progress is not None:
+                progress(result.summary.patients)
+    except KeyboardInterrupt:
+        interrupted = True
+    except BaseException:
+        writer.close(keep=False)
+        raise
+    outputs = writer.close(keep=True)
+    return CohortRun(summary, outputs, interrupted)
+
+
+def write_frames_rows(results: Sequence[Result]) -> tuple[list[tuple[Any, ...]],
+                                                          list[tuple[Any, ...]]]:
+    """Patient and recommendation rows for already computed results (data-frame helper)."""
+    patients: list[tuple[Any, ...]] = []
+    recommendations: list[tuple[Any, ...]] = []
+    for row, result in enumerate(results, start=1):
+        patients.append(_patient_row(result, row))
+        if isinstance(result, Assessment):
+            recommendations.extend((row, result.patient_id, r.id, r.kind.value,
+                                    r.severity.value, r.phase.value)
+                                   for r in result.recommendations)
+    return patients, recommendations
+
+
+def stderr_is_terminal() -> bool:
+    return isinstance(sys.stderr, io.TextIOWrapper) and sys.stderr.isatty()

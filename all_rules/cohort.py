@@ -1,0 +1,144 @@
+"""Cohorts: many patients, one result per row, in order; a bad row never stops the run."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from ._guideline import Guideline
+from ._records import record_to_facts
+from ._schema import RiskGroup
+from .exceptions import EvaluationError, FieldError, InvalidFactsError
+from .facts import PatientFacts
+from .output import Assessment
+
+__all__ = ["CohortSummary", "RowError", "RowErrorField", "assess_many"]
+
+
+class RowErrorField(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    field: str
+    message: str
+
+
+class RowError(BaseModel):
+    """A row that could not be assessed: its number (1-based), its patient id if it had one,
+    and what was wrong. ``kind`` is ``invalid`` (bad input) or ``engine`` (engine failure)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    row: int
+    patient_id: str | None
+    kind: str
+    errors: tuple[RowErrorField, ...]
+
+    @classmethod
+    def of(cls, row: int, patient_id: Any, kind: str,
+           errors: Iterable[FieldError]) -> RowError:
+        pid = patient_id if isinstance(patient_id, str) else None
+        return cls(row=row, patient_id=pid, kind=kind,
+                   errors=tuple(RowErrorField(field=e.field, message=e.message)
+                                for e in errors))
+
+    def to_json(self) -> str:
+        return self.model_dump_json()
+
+
+Result = Assessment | RowError
+
+
+def assess_row(guideline: Guideline, row: int, facts: Any, *,
+               cell_errors: list[FieldError] | None = None) -> Result:
+    """Assess one row; bad input and engine failures become a RowError, never an exception."""
+    patient_id = facts.get("patient_id") if isinstance(facts, Mapping) else getattr(
+        facts, "patient_id", None)
+    if cell_errors:
+        return RowError.of(row, patient_id, "invalid", cell_errors)
+    try:
+        return guideline.assess(facts)
+    except InvalidFactsError as error:
+        return RowError.of(row, patient_id, "invalid", error.errors)
+    except EvaluationError as error:
+        return RowError.of(row, patient_id, "engine", [FieldError("(engine)", str(error))])
+
+
+def assess_many(rows: Iterable[PatientFacts | Mapping[str, Any]], *,
+                guideline: Guideline | None = None, flat: bool = False) -> Iterator[Result]:
+    """Assess every row, in input order: an Assessment, or a RowError for a bad row.
+
+    ``rows`` may be fact models, nested mappings (SPEC §1), or, with ``flat=True``, flat
+    records with ``plan.*`` columns (as in CSV; see docs/cohorts.md). Lazy: rows are read
+    as results are consumed, so a generator of millions of rows runs in constant memory.
+    """
+    guideline = guideline or Guideline.default()
+    for index, row in enumerate(rows, start=1):
+        if flat and isinstance(row, Mapping):
+            facts, cell_errors = record_to_facts(row, text=False)
+            yield assess_row(guideline, index, facts, cell_errors=cell_errors)
+        else:
+            yield assess_row(guideline, index, row)
+
+
+class CohortSummary:
+    """Counts over a cohort: rows, invalid rows, risk groups, and every recommendation id."""
+
+    def __init__(self, rule_ids: Iterable[str] = ()) -> None:
+        self.patients = 0
+        self.assessed = 0
+        self.invalid = 0
+        self.engine_errors = 0
+        self.risk_groups: Counter[str] = Counter({g.value: 0 for g in RiskGroup})
+        self.recommendations: Counter[str] = Counter(dict.fromkeys(rule_ids, 0))
+
+    @classmethod
+    def for_guideline(cls, guideline: Guideline) -> CohortSummary:
+        ids = sorted({r.spec.id for r in guideline.ruleset.rules if r.spec.kind is not None})
+        return cls(ids)
+
+    def add(self, result: Result) -> None:
+        self.patients += 1
+        if isinstance(result, RowError):
+            if result.kind == "engine":
+                self.engine_errors += 1
+            else:
+                self.invalid += 1
+            return
+        self.assessed += 1
+        self.risk_groups[result.risk.group.value] += 1
+        for item in result.recommendations:
+            self.recommendations[item.id] += 1
+
+    def merge(self, other: CohortSummary) -> None:
+        self.patients += other.patients
+        self.assessed += other.assessed
+        self.invalid += other.invalid
+        self.engine_errors += other.engine_errors
+        self.risk_groups.update(other.risk_groups)
+        self.recommendations.update(other.recommendations)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "patients": self.patients, "assessed": self.assessed, "invalid_rows": self.invalid,
+            "engine_errors": self.engine_errors,
+            "risk_groups": dict(sorted(self.risk_groups.items())),
+            "recommendations": dict(sorted(self.recommendations.items())),
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+    def table(self) -> str:
+        """The summary as a plain-text table."""
+        width = max([28, *(len(k) for k in self.recommendations)])
+        lines = [f"{'patients':<{width}} {self.patients:>10,}",
+                 f"{'assessed':<{width}} {self.assessed:>10,}",
+                 f"{'invalid rows':<{width}} {self.invalid:>10,}",
+                 f"{'engine errors':<{width}} {self.engine_errors:>10,}", "",
+                 "risk group"]
+        lines += [f"  {k:<{width - 2}} {v:>10,}" for k, v in sorted(self.risk_groups.items())]
+        lines += ["", "recommendation"]
+        lines += [f"  {k:<{width - 2}} {v:>10,}" for k, v in sorted(self.recommendations.items())]
+        return "\n".join(lines) + "\n"

@@ -99,7 +99,10 @@ class Assessment(_Out):
         return self.model_dump(mode="json")
 
     def to_json(self, indent: int | None = 2) -> str:
-        """The JSON text the CLI prints (UTF-8, keys in SPEC order)."""
+        """The JSON text the CLI prints (UTF-8, keys in SPEC order); ``indent=None`` gives
+        the compact one-line form of a cohort's JSON Lines output."""
+        if indent is None:
+            return json.dumps(self.to_dict(), ensure_ascii=False, separators=(",", ":"))
         return json.dumps(self.to_dict(), indent=indent, ensure_ascii=False)
 
 

@@ -118,3 +118,11 @@ def test_output_is_valid_against_its_own_models(guideline: Guideline,
     again = Assessment.model_validate_json(assessment.to_json())
     assert again.to_json() == assessment.to_json()
     assert again == assessment
+
+
+@SETTINGS
+@given(patients())
+def test_direct_json_equals_the_models_json(guideline: Guideline,
+                                           facts: dict[str, Any]) -> None:
+    """assess_json (cohorts' fast path) is byte-identical to assess().to_json(indent=None)."""
+    assert guideline.assess_json(facts) == guideline.assess(facts).to_json(indent=None)

@@ -1,0 +1,299 @@
+"""From fired rules to the output: selection, wording, evidence, doses, and JSON.
+
+Two renderings of one selection: pydantic models (``Assessment``) for the API, and JSON text
+written straight from pre-encoded fragments for cohorts, where building and dumping models
+would cost more than the engine. A property test holds the two byte-identical.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+
+from . import _format
+from ._conditions import DerivedTest, FactTest
+from ._engine import Fired
+from ._prepare import PreparedFacts
+from ._ruleset import Rule, Ruleset
+from ._schema import PHASE_ORDER, SEVERITY_RANK, Concludes, DoseSpec, RiskGroup
+from .exceptions import EvaluationError
+from .output import (
+    Assessment,
+    DoseLine,
+    Evidence,
+    Recommendation,
+    Risk,
+    RulesetInfo,
+    _trusted,
+)
+
+_CACHE_LIMIT = 65_536
+_DERIVED_TESTS = ("derived", "not derived", "any derived", "none derived")
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+@attrs.frozen
+class _Leaf:
+    """One test of one rule branch, with everything about its evidence fixed at load."""
+
+    fact: str
+    test: str
+    constant: tuple[Any] | None
+    """``(value,)`` when the evidence value does not depend on the patient."""
+
+
+@attrs.frozen
+class Selection:
+    """What the fired rules conclude, before any wording."""
+
+    group: str
+    features: tuple[str, ...]
+    missing: tuple[str, ...]
+    items: list[tuple[Rule, list[int]]]
+
+
+@attrs.frozen
+class _RuleInfo:
+    leaves: list[list[_Leaf]]
+    order: tuple[int, str]
+    prefix: str
+    citations: str
+
+
+class Assembler:
+    """Builds the output for one guideline; all per-rule work is done once, here."""
+
+    def __init__(self, ruleset: Ruleset, info: RulesetInfo) -> None:
+        self.ruleset = ruleset
+        self.info = info
+        self.groups = {r.spec.id: r.spec.group.value for r in ruleset.rules
+                       if r.spec.group is not None}
+        self.rules: dict[str, _RuleInfo] = {}
+        for rule in ruleset.rules:
+            spec = rule.spec
+            prefix = citations = ""
+            order = (0, spec.id)
+            if spec.kind is not None and spec.severity is not None and spec.phase is not None:
+                order = (PHASE_ORDER[spec.phase], spec.id)
+                prefix = (f'{{"id":{_dumps(spec.id)},"kind":"{spec.kind.value}",'
+                          f'"severity":"{spec.severity.value}","phase":"{spec.phase.value}",')
+                citations = _dumps(list(spec.citations))
+            self.rules[rule.key] = _RuleInfo(
+                [[self._leaf(t) for t in branch] for branch in rule.branches], order, prefix,
+                citations)
+        self._header = f'"ruleset":{info.model_dump_json()},'
+        self._evidence_models: dict[tuple[str, str, Any], Evidence] = {}
+        self._evidence_json: dict[tuple[str, str, Any], str] = {}
+
+    def _leaf(self, leaf: FactTest | DerivedTest) -> _Leaf:
+        if isinstance(leaf, FactTest):
+            return _Leaf(leaf.fact, _format.test_text(leaf, self.ruleset.values), None)
+        value: Any
+        if leaf.name in self.groups:
+            group = self.groups[leaf.name]
+            fact, value, test = "risk.group", group, f"{'==' if leaf.present else '!='} {group}"
+        elif leaf.name is not None:
+            fact, value = leaf.name, leaf.present
+            test = "derived" if leaf.present else "not derived"
+        else:
+            fact = {"risk_feature": "risk.features", "missing_fact": "risk.missing",
+                    "risk_group": "risk.group"}[leaf.kind or ""]
+            value = None if leaf.present else []
+            test = "any derived" if leaf.present else "none derived"
+        return _Leaf(fact, test, (value,))
+
+    # --- selection -----------------------------------------------------------------------
+
+    def select(self, fired: list[Fired]) -> Selection:
+        groups: set[str] = set()
+        features: set[str] = set()
+        missing: set[str] = set()
+        chosen: dict[str, tuple[Rule, list[int]]] = {}
+        for item in fired:
+            spec = item.rule.spec
+            concludes = spec.concludes
+            if concludes is Concludes.RISK_GROUP:
+                groups.add(self.groups[spec.id])
+                continue
+            if concludes is Concludes.MISSING_FACT:
+                missing.add(spec.fact or "")
+                continue
+            if concludes is Concludes.RISK_FEATURE:
+                features.add(spec.id)
+            current = chosen.get(spec.id)
+            if current is None or _outranks(item.rule, current[0]):
+                chosen[spec.id] = (item.rule, [item.branch])
+            elif current[0] is item.rule:
+                current[1].append(item.branch)
+        if len(groups) != 1:
+            raise EvaluationError(f"ruleset concluded {len(groups)} risk groups "
+                                  f"({', '.join(sorted(groups)) or 'none'}); expected one")
+        items = sorted(chosen.values(), key=lambda entry: self.rules[entry[0].key].order)
+        for _, branches in items:
+            branches.sort()
+        (group,) = groups
+        return Selection(group, tuple(sorted(features)), tuple(sorted(missing)), items)
+
+    # --- one item's content --------------------------------------------------------------
+
+    def _evidence(self, rule: Rule, branches: list[int],
+                  values: Mapping[str, Any]) -> list[tuple[str, Any, str]]:
+        leaves = self.rules[rule.key].leaves
+        evidence: list[tuple[str, Any, str]] = []
+        seen: set[tuple[str, str]] = set()
+        for branch in branches:
+            for leaf in leaves[branch]:
+                if (leaf.fact, leaf.test) in seen:
+                    continue
+                seen.add((leaf.fact, leaf.test))
+                value = leaf.constant[0] if leaf.constant else values.get(leaf.fact)
+                evidence.append((leaf.fact, value, leaf.test))
+        return evidence
+
+    def _words(self, rule: Rule, prepared: PreparedFacts,
+               evidence: list[tuple[str, Any, str]]) -> tuple[str, str]:
+        values = self.ruleset.values
+
+        def lookup(name: str) -> str | None:
+            if name.startswith("$"):
+                return _format.number(values[name[1:]])
+            if name == "evidence":
+                return "; ".join(_evidence_phrase(*entry) for entry in evidence)
+            if name == "bsa_source":
+                return {"given": "as given", "mosteller": "Mosteller, from height and weight"
+                        }.get(prepared.bsa_source or "")
+            return _format.value_text(prepared.values.get(name))
+
+        assert rule.text is not None
+        assert rule.reason is not None
+        return rule.text.render(lookup), rule.reason.render(lookup)
+
+    def _doses(self, rule: Rule, prepared: PreparedFacts) -> list[dict[str, Any]] | None:
+        if not rule.spec.doses:
+            return None
+        bsa = prepared.values.get("bsa_m2")
+        return [_dose(spec, self.ruleset.values, bsa) for spec in rule.spec.doses]
+
+    # --- renderings ----------------------------------------------------------------------
+
+    def model(self, prepared: PreparedFacts, selection: Selection) -> Assessment:
+        """The assessment as pydantic models."""
+        items = []
+        for rule, branches in selection.items:
+            spec = rule.spec
+            evidence = self._evidence(rule, branches, prepared.values)
+            text, reason = self._words(rule, prepared, evidence)
+            doses = self._doses(rule, prepared)
+            items.append(_trusted(Recommendation, {
+                "id": spec.id, "kind": spec.kind, "severity": spec.severity,
+                "phase": spec.phase, "text": text, "reason": reason,
+                "evidence": tuple(self._evidence_model(*e) for e in evidence),
+                "citations": tuple(spec.citations),
+                "doses": None if doses is None else tuple(_trusted(DoseLine, d)
+                                                          for d in doses),
+            }))
+        return _trusted(Assessment, {
+            "patient_id": prepared.patient_id,
+            "ruleset": self.info,
+            "risk": _trusted(Risk, {"group": RiskGroup(selection.group),
+                                    "features": selection.features,
+                                    "missing": selection.missing}),
+            "recommendations": tuple(items),
+        })
+
+    def json(self, prepared: PreparedFacts, selection: Selection) -> str:
+        """The assessment as compact JSON text, equal to ``Assessment.to_json(indent=None)``."""
+        parts = [f'{{"patient_id":{_dumps(prepared.patient_id)},', self._header,
+                 f'"risk":{{"group":"{selection.group}",'
+                 f'"features":{_dumps(list(selection.features))},'
+                 f'"missing":{_dumps(list(selection.missing))}}},"recommendations":[']
+        first = True
+        for rule, branches in selection.items:
+            info = self.rules[rule.key]
+            evidence = self._evidence(rule, branches, prepared.values)
+            text, reason = self._words(rule, prepared, evidence)
+            if not first:
+                parts.append(",")
+            first = False
+            parts.append(info.prefix)
+            parts.append(f'"text":{_dumps(text)},"reason":{_dumps(reason)},"evidence":[')
+            parts.append(",".join(self._evidence_text(*e) for e in evidence))
+            parts.append(f'],"citations":{info.citations}')
+            doses = self._doses(rule, prepared)
+            if doses is not None:
+                parts.append(f',"doses":{_dumps(doses)}')
+            parts.append("}")
+        parts.append("]}")
+        return "".join(parts)
+
+    def _evidence_model(self, fact: str, value: Any, test: str) -> Evidence:
+        key = (fact, test, _typed(value))
+        cached = self._evidence_models.get(key)
+        if cached is None:
+            if len(self._evidence_models) >= _CACHE_LIMIT:
+                self._evidence_models.clear()
+            cached = _trusted(Evidence, {"fact": fact, "value": value, "test": test})
+            self._evidence_models[key] = cached
+        return cached
+
+    def _evidence_text(self, fact: str, value: Any, test: str) -> str:
+        key = (fact, test, _typed(value))
+        cached = self._evidence_json.get(key)
+        if cached is None:
+            if len(self._evidence_json) >= _CACHE_LIMIT:
+                self._evidence_json.clear()
+            cached = (f'{{"fact":{_dumps(fact)},"value":{_dumps(value)},'
+                      f'"test":{_dumps(test)}}}')
+            self._evidence_json[key] = cached
+        return cached
+
+
+def _typed(value: Any) -> Any:
+    """A cache key that keeps 1, 1.0 and True apart (they hash alike but print differently)."""
+    return (type(value), value) if not isinstance(value, list) else (list, tuple(value))
+
+
+def _outranks(rule: Rule, other: Rule) -> bool:
+    assert rule.spec.severity is not None
+    assert other.spec.severity is not None
+    return SEVERITY_RANK[rule.spec.severity] > SEVERITY_RANK[other.spec.severity]
+
+
+def _evidence_phrase(fact: str, value: Any, test: str) -> str:
+    if test in _DERIVED_TESTS:
+        return f"{fact} {test}"
+    return f"{_format.fact_phrase(fact, value)} ({test})"
+
+
+def _dose(spec: DoseSpec, values: Mapping[str, float], bsa: float | None) -> dict[str, Any]:
+    def number(ref: Any) -> float | None:
+        if ref is None:
+            return None
+        return float(values[ref[1:]]) if isinstance(ref, str) else float(ref)
+
+    per_m2 = number(spec.per_m2)
+    assert per_m2 is not None
+    per_m2_max = number(spec.per_m2_max)
+    cap = number(spec.cap)
+    capped = False
+
+    def amount(per: float | None) -> float | None:
+        nonlocal capped
+        if per is None or bsa is None:
+            return None
+        raw = per * bsa
+        if cap is not None and raw > cap:
+            capped = True
+            return cap
+        return round(float(raw), spec.decimals)
+
+    dose, dose_max = amount(per_m2), amount(per_m2_max)
+    return {"drug": spec.drug, "per_m2": per_m2, "per_m2_max": per_m2_max,
+            "per_m2_unit": f"{spec.unit}/m2", "dose": dose, "dose_max": dose_max,
+            "unit": spec.unit, "cap": cap, "capped": capped, "schedule": spec.schedule}

@@ -16,6 +16,7 @@ import attrs
 from . import _format
 from ._conditions import DerivedTest, FactTest
 from ._engine import Fired
+from ._factspec import FACTS
 from ._prepare import PreparedFacts
 from ._ruleset import Rule, Ruleset
 from ._schema import PHASE_ORDER, SEVERITY_RANK, Concludes, DoseSpec, RiskGroup
@@ -36,6 +37,14 @@ _DERIVED_TESTS = ("derived", "not derived", "any derived", "none derived")
 
 def _dumps(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+_string: Any = getattr(json.encoder, "c_encode_basestring", None) or \
+    json.encoder.py_encode_basestring  # what json.dumps(ensure_ascii=False) uses for str
+
+
+def _strings(values: tuple[str, ...]) -> str:
+    return "[" + ",".join(_string(v) for v in values) + "]"
 
 
 @attrs.frozen
@@ -64,6 +73,15 @@ class _RuleInfo:
     order: tuple[int, str]
     prefix: str
     citations: str
+    concludes: Concludes
+    rank: int
+    deps: tuple[str, ...]
+    """Every fact the item's wording, evidence or doses read: with the branches, the key
+    under which a rendered item is memoized."""
+    uses_bsa_source: bool
+
+
+_ITEM_CACHE_LIMIT = 20_000
 
 
 class Assembler:
@@ -84,12 +102,21 @@ class Assembler:
                 prefix = (f'{{"id":{_dumps(spec.id)},"kind":"{spec.kind.value}",'
                           f'"severity":"{spec.severity.value}","phase":"{spec.phase.value}",')
                 citations = _dumps(list(spec.citations))
+            names = {n for t in (rule.text, rule.reason) if t is not None for n in t.names()}
+            deps = {leaf.fact for branch in rule.branches for leaf in branch
+                    if isinstance(leaf, FactTest)}
+            deps |= {n for n in names if n in FACTS}
+            if spec.doses:
+                deps.add("bsa_m2")
+            rank = SEVERITY_RANK[spec.severity] if spec.severity is not None else 0
             self.rules[rule.key] = _RuleInfo(
                 [[self._leaf(t) for t in branch] for branch in rule.branches], order, prefix,
-                citations)
+                citations, spec.concludes, rank, tuple(sorted(deps)), "bsa_source" in names)
         self._header = f'"ruleset":{info.model_dump_json()},'
         self._evidence_models: dict[tuple[str, str, Any], Evidence] = {}
         self._evidence_json: dict[tuple[str, str, Any], str] = {}
+        self._item_models: dict[tuple[Any, ...], Recommendation] = {}
+        self._item_json: dict[tuple[Any, ...], str] = {}
 
     def _leaf(self, leaf: FactTest | DerivedTest) -> _Leaf:
         if isinstance(leaf, FactTest):
@@ -112,33 +139,43 @@ class Assembler:
 
     def select(self, fired: list[Fired]) -> Selection:
         groups: set[str] = set()
-        features: set[str] = set()
-        missing: set[str] = set()
-        chosen: dict[str, tuple[Rule, list[int]]] = {}
+        features: list[str] = []
+        missing: list[str] = []
+        chosen: dict[str, tuple[Rule, list[int], _RuleInfo]] = {}
+        rules = self.rules
         for item in fired:
-            spec = item.rule.spec
-            concludes = spec.concludes
+            rule = item.rule
+            info = rules[rule.key]
+            concludes = info.concludes
             if concludes is Concludes.RISK_GROUP:
-                groups.add(self.groups[spec.id])
+                groups.add(self.groups[rule.spec.id])
                 continue
             if concludes is Concludes.MISSING_FACT:
-                missing.add(spec.fact or "")
+                missing.append(rule.spec.fact or "")
                 continue
+            rule_id = rule.spec.id
             if concludes is Concludes.RISK_FEATURE:
-                features.add(spec.id)
-            current = chosen.get(spec.id)
-            if current is None or _outranks(item.rule, current[0]):
-                chosen[spec.id] = (item.rule, [item.branch])
-            elif current[0] is item.rule:
+                features.append(rule_id)
+            current = chosen.get(rule_id)
+            if current is None or info.rank > current[2].rank:
+                chosen[rule_id] = (rule, [item.branch], info)
+            elif current[0] is rule:
                 current[1].append(item.branch)
         if len(groups) != 1:
             raise EvaluationError(f"ruleset concluded {len(groups)} risk groups "
                                   f"({', '.join(sorted(groups)) or 'none'}); expected one")
-        items = sorted(chosen.values(), key=lambda entry: self.rules[entry[0].key].order)
-        for _, branches in items:
-            branches.sort()
+        ordered = sorted(chosen.values(), key=lambda entry: entry[2].order)
+        items = [(rule, sorted(branches)) for rule, branches, _ in ordered]
         (group,) = groups
-        return Selection(group, tuple(sorted(features)), tuple(sorted(missing)), items)
+        return Selection(group, tuple(sorted(set(features))), tuple(sorted(set(missing))),
+                         items)
+
+    def _item_key(self, rule: Rule, branches: list[int],
+                  prepared: PreparedFacts) -> tuple[Any, ...]:
+        info = self.rules[rule.key]
+        values = prepared.values
+        return (rule.key, tuple(branches), tuple([values.get(d) for d in info.deps]),
+                prepared.bsa_source if info.uses_bsa_source else None)
 
     # --- one item's content --------------------------------------------------------------
 
@@ -185,19 +222,29 @@ class Assembler:
     def model(self, prepared: PreparedFacts, selection: Selection) -> Assessment:
         """The assessment as pydantic models."""
         items = []
+        cache = self._item_models
         for rule, branches in selection.items:
+            key = self._item_key(rule, branches, prepared)
+            cached = cache.get(key)
+            if cached is not None:
+                items.append(cached)
+                continue
             spec = rule.spec
             evidence = self._evidence(rule, branches, prepared.values)
             text, reason = self._words(rule, prepared, evidence)
             doses = self._doses(rule, prepared)
-            items.append(_trusted(Recommendation, {
+            item = _trusted(Recommendation, {
                 "id": spec.id, "kind": spec.kind, "severity": spec.severity,
                 "phase": spec.phase, "text": text, "reason": reason,
                 "evidence": tuple(self._evidence_model(*e) for e in evidence),
                 "citations": tuple(spec.citations),
                 "doses": None if doses is None else tuple(_trusted(DoseLine, d)
                                                           for d in doses),
-            }))
+            })
+            if len(cache) >= _ITEM_CACHE_LIMIT:
+                cache.clear()
+            cache[key] = item
+            items.append(item)
         return _trusted(Assessment, {
             "patient_id": prepared.patient_id,
             "ruleset": self.info,
@@ -209,27 +256,37 @@ class Assembler:
 
     def json(self, prepared: PreparedFacts, selection: Selection) -> str:
         """The assessment as compact JSON text, equal to ``Assessment.to_json(indent=None)``."""
-        parts = [f'{{"patient_id":{_dumps(prepared.patient_id)},', self._header,
+        pid = prepared.patient_id
+        parts = [f'{{"patient_id":{"null" if pid is None else _string(pid)},', self._header,
                  f'"risk":{{"group":"{selection.group}",'
-                 f'"features":{_dumps(list(selection.features))},'
-                 f'"missing":{_dumps(list(selection.missing))}}},"recommendations":[']
-        first = True
+                 f'"features":{_strings(selection.features)},'
+                 f'"missing":{_strings(selection.missing)}}},"recommendations":[']
+        cache = self._item_json
+        rendered = []
         for rule, branches in selection.items:
-            info = self.rules[rule.key]
-            evidence = self._evidence(rule, branches, prepared.values)
-            text, reason = self._words(rule, prepared, evidence)
-            if not first:
-                parts.append(",")
-            first = False
-            parts.append(info.prefix)
-            parts.append(f'"text":{_dumps(text)},"reason":{_dumps(reason)},"evidence":[')
-            parts.append(",".join(self._evidence_text(*e) for e in evidence))
-            parts.append(f'],"citations":{info.citations}')
-            doses = self._doses(rule, prepared)
-            if doses is not None:
-                parts.append(f',"doses":{_dumps(doses)}')
-            parts.append("}")
+            key = self._item_key(rule, branches, prepared)
+            text_of_item = cache.get(key)
+            if text_of_item is None:
+                text_of_item = self._item_text(rule, branches, prepared)
+                if len(cache) >= _ITEM_CACHE_LIMIT:
+                    cache.clear()
+                cache[key] = text_of_item
+            rendered.append(text_of_item)
+        parts.append(",".join(rendered))
         parts.append("]}")
+        return "".join(parts)
+
+    def _item_text(self, rule: Rule, branches: list[int], prepared: PreparedFacts) -> str:
+        info = self.rules[rule.key]
+        evidence = self._evidence(rule, branches, prepared.values)
+        text, reason = self._words(rule, prepared, evidence)
+        parts = [info.prefix, f'"text":{_string(text)},"reason":{_string(reason)},"evidence":[',
+                 ",".join(self._evidence_text(*e) for e in evidence),
+                 f'],"citations":{info.citations}']
+        doses = self._doses(rule, prepared)
+        if doses is not None:
+            parts.append(f',"doses":{_dumps(doses)}')
+        parts.append("}")
         return "".join(parts)
 
     def _evidence_model(self, fact: str, value: Any, test: str) -> Evidence:

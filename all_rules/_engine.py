@@ -21,7 +21,6 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
-import re
 import threading
 from collections.abc import Mapping
 from typing import Any
@@ -41,8 +40,6 @@ _session_ids = itertools.count(1)
 _ruleset_ids = itertools.count(1)
 
 _OPS = {"ne": "$neq", "gt": "$gt", "gte": "$gte", "lt": "$lt", "lte": "$lte"}
-# A JSON number in exponent form (not "10e9" inside a key such as wbc_at_diagnosis_10e9_per_l).
-_EXPONENT = re.compile(r"[\s:,\[]-?\d+(?:\.\d+)?[eE][-+]?\d")
 
 
 def _fixed_point(value: Any) -> str:
@@ -60,13 +57,14 @@ def _fixed_point(value: Any) -> str:
     raise TypeError(f"cannot send {type(value).__name__} to the engine")
 
 
-def to_engine_json(message: Any) -> str:
-    """JSON the engine can parse: its parser rejects exponents such as ``1e-05`` (error 204),
-    which Python writes for small floats, so numbers are written in fixed point (12 places)."""
-    text = json.dumps(message)
-    if _EXPONENT.search(text) is None:
-        return text
-    return _fixed_point(message)
+def to_engine_json(message: Mapping[str, Any]) -> str:
+    """JSON of a flat fact the engine can parse: its parser rejects exponents such as
+    ``1e-05`` (error 204), which Python writes for floats below 1e-4 or from 1e16, so such
+    numbers are written in fixed point (12 places)."""
+    for value in message.values():
+        if type(value) is float and value != 0.0 and not 1e-4 <= abs(value) < 1e16:
+            return _fixed_point(message)
+    return json.dumps(message)
 
 
 def resolve(value: Any, values: Mapping[str, float]) -> Any:
@@ -129,18 +127,29 @@ class Engine:
 
     def __init__(self, ruleset: Ruleset) -> None:
         self.ruleset = ruleset
-        self._names: dict[str, tuple[Rule, int]] = {}
+        self._names: dict[str, Fired] = {}
+        # The JSON of the fact each deriving rule asserts, with the session id left open.
+        self._derived_json: dict[str, str] = {}
         definition: dict[str, Any] = {}
         for rule_index, rule in enumerate(ruleset.rules):
+            spec = rule.spec
+            if spec.concludes is not Concludes.RECOMMENDATION:
+                self._derived_json[spec.id] = (
+                    f'{{"t":"derived","kind":"{spec.concludes.value}","name":'
+                    f'{json.dumps(spec.id)},"sid":"%s"}}')
             for branch_index, branch in enumerate(rule.branches):
                 name = f"r{rule_index}_{branch_index}"
                 definition[name] = compile_branch(branch, rule.stage, ruleset.values)
-                self._names[name] = (rule, branch_index)
+                self._names[name] = Fired(rule, branch_index)
         self.definition = definition
         self.stages = max((rule.stage for rule in ruleset.rules), default=0)
+        tested = {leaf.fact for rule in ruleset.rules for branch in rule.branches
+                  for leaf in branch if isinstance(leaf, FactTest)}
+        #: (public name, engine key) of every fact some rule tests; the others are not sent.
+        self.tested = tuple(sorted((name, FACTS[name].key) for name in tested))
         with ENGINE_LOCK:
             self._handle = _dre.create_ruleset(
-                f"{ruleset.name}-{next(_ruleset_ids)}", to_engine_json(definition)
+                f"{ruleset.name}-{next(_ruleset_ids)}", _fixed_point(definition)
             )
 
     def close(self) -> None:
@@ -154,25 +163,33 @@ class Engine:
         with contextlib.suppress(Exception):  # interpreter shutdown: the module may be gone
             self.close()
 
-    def evaluate(self, fact: Mapping[str, Any]) -> list[Fired]:
-        """Every rule branch the patient's fact satisfies, derivations chained by stage.
+    def evaluate(self, values: Mapping[str, Any]) -> list[Fired]:
+        """Every rule branch the patient satisfies, derivations chained by stage.
 
+        ``values``: every fact by public name, ``None`` where unknown; unknown facts are left
+        out of the engine's fact, where an absent field satisfies no comparison.
         Raises EvaluationError on any engine failure; never returns a partial result.
         """
         if self._handle is None:
             raise EvaluationError("engine is closed")
+        patient: dict[str, Any] = {"t": "patient"}
+        for name, key in self.tested:
+            value = values.get(name)
+            if value is not None:
+                patient[key] = value
         with ENGINE_LOCK:
             sid = str(next(_session_ids))
+            patient["sid"] = sid
             state_created = False
             try:
                 fired: dict[str, Fired] = {}
                 derived: set[str] = set()
-                patient = {**fact, "t": "patient", "sid": sid}
-                state = self._assert(_dre.assert_fact, patient)
+                state = self._assert(_dre.assert_fact, to_engine_json(patient))
                 state_created = True
                 self._settle(state, sid, fired, derived)
                 for stage in range(1, self.stages + 1):
-                    state = self._assert(_dre.assert_fact, {"t": "stage", "n": stage, "sid": sid})
+                    stage_fact = f'{{"t":"stage","n":{stage},"sid":"{sid}"}}'
+                    state = self._assert(_dre.assert_fact, stage_fact)
                     self._settle(state, sid, fired, derived)
                 return list(fired.values())
             except EvaluationError:
@@ -189,8 +206,8 @@ class Engine:
                             f"rule engine could not free its session state: {_scrub(error)}"
                         ) from None
 
-    def _assert(self, function: Any, message: Any) -> int:
-        code, state = function(self._handle, to_engine_json(message))
+    def _assert(self, function: Any, message: str) -> int:
+        code, state = function(self._handle, message)
         # 0: handled; 1: matched no rule; 2: an identical fact was already there.
         if code not in (0, 1, 2):
             raise EvaluationError(f"rule engine refused a fact (code {code})")
@@ -204,16 +221,15 @@ class Engine:
                 entry = self._names.get(name)
                 if entry is None:
                     raise EvaluationError(f"rule engine fired an unknown rule {name!r}")
-                rule, branch = entry
-                fired.setdefault(name, Fired(rule, branch))
-                if rule.spec.concludes is not Concludes.RECOMMENDATION and \
-                        rule.spec.id not in derived:
-                    derived.add(rule.spec.id)
-                    new_facts.append({"t": "derived", "kind": rule.spec.concludes.value,
-                                      "name": rule.spec.id, "sid": sid})
+                fired[name] = entry
+                rule_id = entry.rule.spec.id
+                template = self._derived_json.get(rule_id)
+                if template is not None and rule_id not in derived:
+                    derived.add(rule_id)
+                    new_facts.append(template % sid)
             if not new_facts:
                 return
-            state = self._assert(_dre.assert_facts, new_facts)
+            state = self._assert(_dre.assert_facts, "[" + ",".join(new_facts) + "]")
 
     def _drain(self, state: int) -> list[str]:
         names = []

@@ -92,7 +92,7 @@ class Guideline:
     def _evaluate(self, facts: PatientFacts | Mapping[str, Any]) -> tuple[PreparedFacts,
                                                                           Selection]:
         prepared = prepare(validate_facts(facts))
-        fired = self.engine.evaluate(prepared.engine_fact())
+        fired = self.engine.evaluate(prepared.values)
         return prepared, self._assembler.select(fired)
 
     def assess(self, facts: PatientFacts | Mapping[str, Any]) -> Assessment:

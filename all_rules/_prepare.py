@@ -14,7 +14,7 @@ from typing import Any
 import attrs
 
 from ._factspec import FACTS
-from .facts import Dose, DoseUnit, Drug, PatientFacts
+from .facts import Dose, DoseUnit, Drug, PatientFacts, Plan
 
 #: Derived per-m² doses are rounded to this many decimals, so that a dose entered in mg and
 #: converted with the BSA is not flagged for a last-digit floating-point excess.
@@ -31,9 +31,6 @@ class PreparedFacts:
     bsa_source: str | None
     """``"given"``, ``"mosteller"`` or ``None`` when no BSA can be had."""
 
-    def engine_fact(self) -> dict[str, Any]:
-        """The known facts under their engine keys; unknown facts are simply absent."""
-        return {FACTS[name].key: value for name, value in self.values.items() if value is not None}
 
 
 def mosteller_bsa_m2(height_cm: float, weight_kg: float) -> float:
@@ -83,13 +80,22 @@ def _dose_aggregates(doses: tuple[Dose, ...], bsa: float | None) -> dict[str, fl
     }
 
 
+_FIELDS = tuple(name for name in PatientFacts.model_fields if name not in ("patient_id", "plan"))
+_PLAN_FIELDS = tuple(name for name in Plan.model_fields if name != "doses")
+_NO_PLAN = {name: None for name in FACTS if name.startswith("plan.")} | {"plan.given": False}
+
+
 def prepare(facts: PatientFacts) -> PreparedFacts:
     """Settle derived quantities and unknowns for one validated patient."""
+    data = facts.__dict__
     values: dict[str, Any] = {}
-    for name in type(facts).model_fields:
-        if name in ("patient_id", "plan"):
-            continue
-        values[name] = _plain(getattr(facts, name))
+    for name in _FIELDS:
+        value = data[name]
+        if isinstance(value, Enum):
+            value = None if value.value == "unknown" else value.value
+        elif type(value) is float:
+            value += 0.0  # -0.0 is 0.0 (they hash alike but print differently)
+        values[name] = value
 
     bsa_source: str | None = None
     if facts.bsa_m2 is not None:
@@ -100,15 +106,12 @@ def prepare(facts: PatientFacts) -> PreparedFacts:
     bsa = values["bsa_m2"]
 
     plan = facts.plan
-    values["plan.given"] = plan is not None
     if plan is None:
-        for name in FACTS:
-            if name.startswith("plan.") and name != "plan.given":
-                values[name] = None
+        values.update(_NO_PLAN)
     else:
-        for name in type(plan).model_fields:
-            if name != "doses":
-                values["plan." + name] = _plain(getattr(plan, name))
+        values["plan.given"] = True
+        for name in _PLAN_FIELDS:
+            values["plan." + name] = _plain(getattr(plan, name))
         values["plan.has_doses"] = bool(plan.doses)
         values.update(_dose_aggregates(plan.doses, bsa))
     return PreparedFacts(patient_id=facts.patient_id, values=values, bsa_source=bsa_source)

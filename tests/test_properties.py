@@ -126,3 +126,21 @@ def test_direct_json_equals_the_models_json(guideline: Guideline,
                                            facts: dict[str, Any]) -> None:
     """assess_json (cohorts' fast path) is byte-identical to assess().to_json(indent=None)."""
     assert guideline.assess_json(facts) == guideline.assess(facts).to_json(indent=None)
+
+
+COLD = Guideline.load()
+
+
+@SETTINGS
+@given(st.lists(patients(), min_size=1, max_size=4))
+def test_memoized_items_equal_freshly_rendered_ones(guideline: Guideline,
+                                                    batch: list[dict[str, Any]]) -> None:
+    """Items are memoized by rule, branches and the facts they read; a warm cache gives
+    exactly what rendering from scratch gives."""
+    for facts in batch:
+        warm_json, warm_model = guideline.assess_json(facts), guideline.assess(facts)
+        COLD._assembler._item_json.clear()
+        COLD._assembler._item_models.clear()
+        assert COLD.assess_json(facts) == warm_json
+        COLD._assembler._item_models.clear()
+        assert COLD.assess(facts) == warm_model

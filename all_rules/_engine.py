@@ -114,6 +114,14 @@ def compile_branch(branch: Branch, stage: int, values: Mapping[str, float]) -> d
     return {"all": patterns}
 
 
+@attrs.define
+class _Session:
+    """The engine state of one evaluation, and whether deleting it is safe yet."""
+
+    state: int | None = None
+    action_started: bool = True
+
+
 @attrs.frozen
 class Fired:
     """A rule that fired, and which branch of its condition matched."""
@@ -180,17 +188,16 @@ class Engine:
         with ENGINE_LOCK:
             sid = str(next(_session_ids))
             patient["sid"] = sid
-            state_created = False
+            session = _Session()
             try:
                 fired: dict[str, Fired] = {}
                 derived: set[str] = set()
-                state = self._assert(_dre.assert_fact, to_engine_json(patient))
-                state_created = True
-                self._settle(state, sid, fired, derived)
+                self._assert(session, _dre.assert_fact, to_engine_json(patient))
+                self._settle(session, sid, fired, derived)
                 for stage in range(1, self.stages + 1):
                     stage_fact = f'{{"t":"stage","n":{stage},"sid":"{sid}"}}'
-                    state = self._assert(_dre.assert_fact, stage_fact)
-                    self._settle(state, sid, fired, derived)
+                    self._assert(session, _dre.assert_fact, stage_fact)
+                    self._settle(session, sid, fired, derived)
                 return list(fired.values())
             except EvaluationError:
                 raise
@@ -198,26 +205,40 @@ class Engine:
                 raise EvaluationError(f"rule engine failed: {type(error).__name__}: "
                                       f"{_scrub(error)}") from None
             finally:
-                if state_created:
-                    try:
-                        _dre.delete_state(self._handle, sid)
-                    except Exception as error:  # a leaked state must not pass silently
-                        raise EvaluationError(
-                            f"rule engine could not free its session state: {_scrub(error)}"
-                        ) from None
+                self._free(session, sid)
 
-    def _assert(self, function: Any, message: str) -> int:
+    def _free(self, session: _Session, sid: str) -> None:
+        """Delete the session's state, on every path.
+
+        durable segfaults when a state is deleted while actions are queued and none has been
+        started (tests/test_durable_pitfalls.py); an evaluation cut short between an assert
+        and its drain (an error, Ctrl-C) leaves exactly that, so one action is started first.
+        """
+        if session.state is None:
+            return
+        if not session.action_started:
+            with contextlib.suppress(Exception):
+                _dre.start_action_for_state(self._handle, session.state)
+        try:
+            _dre.delete_state(self._handle, sid)
+        except Exception as error:  # a leaked state must not pass silently
+            raise EvaluationError(
+                f"rule engine could not free its session state: {_scrub(error)}") from None
+
+    def _assert(self, session: _Session, function: Any, message: str) -> None:
         code, state = function(self._handle, message)
+        session.state, session.action_started = int(state), False
         # 0: handled; 1: matched no rule; 2: an identical fact was already there.
         if code not in (0, 1, 2):
             raise EvaluationError(f"rule engine refused a fact (code {code})")
-        return int(state)
 
-    def _settle(self, state: int, sid: str, fired: dict[str, Fired], derived: set[str]) -> None:
+    def _settle(self, session: _Session, sid: str, fired: dict[str, Fired],
+                derived: set[str]) -> None:
         """Drain fired rules; assert what they derive; repeat until nothing new fires."""
         while True:
             new_facts = []
-            for name in self._drain(state):
+            assert session.state is not None
+            for name in self._drain(session):
                 entry = self._names.get(name)
                 if entry is None:
                     raise EvaluationError(f"rule engine fired an unknown rule {name!r}")
@@ -229,11 +250,13 @@ class Engine:
                     new_facts.append(template % sid)
             if not new_facts:
                 return
-            state = self._assert(_dre.assert_facts, "[" + ",".join(new_facts) + "]")
+            self._assert(session, _dre.assert_facts, "[" + ",".join(new_facts) + "]")
 
-    def _drain(self, state: int) -> list[str]:
+    def _drain(self, session: _Session) -> list[str]:
         names = []
+        state = session.state
         result = _dre.start_action_for_state(self._handle, state)
+        session.action_started = True  # an action is started: deleting the state is safe now
         message = result[1] if result else None
         while message:
             # The message is {"<rule name>":{...}}; the name is all we need.

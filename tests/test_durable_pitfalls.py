@@ -171,3 +171,22 @@ def test_the_library_never_starts_durable_host_threads() -> None:
                          timeout=120, check=True).stdout.split("\n")
     assert out[0] == "['durable_rules_engine']"
     assert out[1] == "1"
+
+
+def test_deleting_a_state_with_queued_unstarted_actions_segfaults() -> None:
+    """Deleting a state right after an assert that queued actions, before any action was
+    started, crashes the process (found here; not in DURABLE_NOTES): why the engine starts
+    an action before freeing a session cut short between an assert and its drain."""
+    script = textwrap.dedent("""
+        import json, durable_rules_engine as dre
+        from all_rules import Guideline
+        engine = Guideline.default().engine
+        fact = {"t": "patient", "age_years": 40.0, "phase": "diagnosis", "sid": "crash"}
+        code, state = dre.assert_fact(engine._handle, json.dumps(fact))
+        assert code == 0
+        dre.delete_state(engine._handle, "crash")
+        print("survived")
+    """)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            timeout=120, check=False)
+    assert result.returncode == -11, (result.returncode, result.stdout, result.stderr)

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+import textwrap
 import threading
 from pathlib import Path
 from typing import Any
@@ -188,3 +191,31 @@ def test_tiny_numbers_reach_the_engine_in_fixed_point(guideline: Guideline) -> N
         "mrd_end_of_induction_percent": 1e-7, "mrd_consolidation_percent": 5e-324})
     assert assessment.risk.group.value == "standard"
     assert "consolidation.mrd_standard" in assessment.ids()
+
+
+def test_interruption_between_assert_and_drain_is_survived() -> None:
+    """Ctrl-C (or any exception) right after a fact is asserted and before its actions are
+    drained propagates; the state is freed without crashing and the next evaluation is right.
+    (Run apart: a regression here would be a segfault.)"""
+    script = textwrap.dedent("""
+        import all_rules
+        from all_rules._engine import Engine
+        facts = {"age_years": 40, "lineage": "B", "ph_status": "positive",
+                 "wbc_at_diagnosis_10e9_per_l": 45}
+        expected = all_rules.assess(facts).to_json()
+        real = Engine._drain
+        def interrupted(self, session):
+            raise KeyboardInterrupt
+        Engine._drain = interrupted
+        try:
+            all_rules.assess(facts)
+        except KeyboardInterrupt:
+            print("interrupted")
+        Engine._drain = real
+        assert all_rules.assess(facts).to_json() == expected
+        print("recovered")
+    """)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            timeout=120, check=False)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["interrupted", "recovered"]

@@ -196,13 +196,13 @@ def test_tiny_numbers_reach_the_engine_in_fixed_point(guideline: Guideline) -> N
 def test_interruption_between_assert_and_drain_is_survived() -> None:
     """Ctrl-C (or any exception) right after a fact is asserted and before its actions are
     drained propagates; the state is freed without crashing and the next evaluation is right.
-    (Run apart: a regression here would be a segfault.)"""
+    (Run apart, interrupting the process's first evaluation, which is when durable crashes
+    if the state is deleted before an action is started.)"""
     script = textwrap.dedent("""
         import all_rules
         from all_rules._engine import Engine
         facts = {"age_years": 40, "lineage": "B", "ph_status": "positive",
                  "wbc_at_diagnosis_10e9_per_l": 45}
-        expected = all_rules.assess(facts).to_json()
         real = Engine._drain
         def interrupted(self, session):
             raise KeyboardInterrupt
@@ -212,7 +212,9 @@ def test_interruption_between_assert_and_drain_is_survived() -> None:
         except KeyboardInterrupt:
             print("interrupted")
         Engine._drain = real
-        assert all_rules.assess(facts).to_json() == expected
+        assessment = all_rules.assess(facts)
+        assert assessment.risk.group.value == "high"
+        assert "ph.tki_required" in assessment.ids()
         print("recovered")
     """)
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,

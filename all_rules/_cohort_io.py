@@ -22,11 +22,13 @@ from pathlib import Path
 from typing import Any
 
 import attrs
+from pydantic import ValidationError
 
-from ._guideline import Guideline
+from ._guideline import Guideline, field_errors
 from ._records import record_to_facts, unknown_columns
 from .cohort import CohortSummary, Result, RowError, assess_row
 from .exceptions import AllRulesError, FieldError
+from .facts import PatientFacts
 from .output import Assessment
 
 FORMATS = ("csv", "jsonl", "parquet")
@@ -173,18 +175,14 @@ _worker_guideline: Guideline | None = None
 def _facts_of(fmt: str, item: Any) -> tuple[Any, list[FieldError]]:
     if fmt == "jsonl":
         try:
-            text = item.decode("utf-8")
-        except UnicodeDecodeError as error:
-            return {}, [FieldError("(row)", f"not UTF-8 text (byte {error.start})")]
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as error:
-            return {}, [FieldError("(row)", f"not valid JSON: {error.msg} at column "
-                                            f"{error.colno}")]
-        if not isinstance(data, dict):
-            return {}, [FieldError("(row)", f"a row must be a JSON object, got "
-                                            f"{type(data).__name__}")]
-        return data, []
+            return PatientFacts.model_validate_json(item), []
+        except ValidationError as error:
+            try:
+                data = json.loads(item)
+            except ValueError:
+                data = {}
+            pid = data.get("patient_id") if isinstance(data, dict) else None
+            return {"patient_id": pid}, field_errors(error)
     if "\0cells" in item:
         return {}, [FieldError("(row)", item["\0cells"])]
     if fmt == "csv":

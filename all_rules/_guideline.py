@@ -40,9 +40,15 @@ def _field_error(item: Mapping[str, Any]) -> FieldError:
     if kind == "missing":
         return FieldError(path, "is required")
     message = str(item["msg"]).removeprefix("Value error, ")
-    if kind != "value_error" and not isinstance(value, dict | list):
+    # The value is echoed only for one field at fault, never for the whole record.
+    if loc and kind != "value_error" and not isinstance(value, dict | list | bytes):
         message += f" (got {value!r})"
     return FieldError(path, message)
+
+
+def field_errors(error: ValidationError) -> list[FieldError]:
+    """pydantic's errors as FieldErrors that name the field and the offending value only."""
+    return [_field_error(item) for item in error.errors()]
 
 
 def validate_facts(facts: PatientFacts | Mapping[str, Any]) -> PatientFacts:
@@ -55,7 +61,7 @@ def validate_facts(facts: PatientFacts | Mapping[str, Any]) -> PatientFacts:
     try:
         return PatientFacts.model_validate(dict(facts))
     except ValidationError as error:
-        raise InvalidFactsError([_field_error(item) for item in error.errors()]) from None
+        raise InvalidFactsError(field_errors(error)) from None
 
 
 class Guideline:

@@ -24,10 +24,10 @@ from typing import Any
 import attrs
 from pydantic import ValidationError
 
-from ._guideline import Guideline, field_errors
+from ._guideline import Guideline, field_errors, validate_facts
 from ._records import record_to_facts, unknown_columns
 from .cohort import CohortSummary, Result, RowError, assess_row
-from .exceptions import AllRulesError, FieldError
+from .exceptions import AllRulesError, EvaluationError, FieldError, InvalidFactsError
 from .facts import PatientFacts
 from .output import Assessment
 
@@ -209,8 +209,12 @@ def _patient_row(result: Result, row: int) -> tuple[Any, ...]:
             ";".join(result.risk.missing), len(result.recommendations), None)
 
 
-def assess_chunk(chunk: Chunk, tables: bool, guideline: Guideline | None = None) -> ChunkResult:
-    """Assess one chunk; the same function runs in-process and in workers."""
+def assess_chunk(chunk: Chunk, tables: bool, guideline: Guideline | None = None,
+                 evaluate: bool = True) -> ChunkResult:
+    """Assess one chunk; the same function runs in-process and in workers.
+
+    ``evaluate=False`` only reads and validates (the I/O floor the benchmark measures): each
+    valid row is written back as its validated facts."""
     guideline = guideline or _worker_guideline
     assert guideline is not None
     first_row, fmt, items = chunk
@@ -221,6 +225,33 @@ def assess_chunk(chunk: Chunk, tables: bool, guideline: Guideline | None = None)
     for offset, item in enumerate(items):
         row = first_row + offset
         facts, errors = _facts_of(fmt, item)
+        if not evaluate:
+            if not errors and not isinstance(facts, PatientFacts):
+                try:
+                    facts = validate_facts(facts)
+                except InvalidFactsError as error:
+                    errors = list(error.errors)
+            summary.patients += 1
+            if errors:
+                summary.invalid += 1
+                lines.append(RowError.of(row, None, "invalid", errors).to_json())
+            else:
+                lines.append(facts.model_dump_json(exclude_none=True))
+            continue
+        if not tables and not errors and isinstance(facts, PatientFacts):
+            # The fast path: JSON written straight from the selection (held byte-identical
+            # to the models' JSON by tests/test_properties.py).
+            try:
+                text, selection = guideline.assess_json_and_selection(facts)
+            except EvaluationError as error:
+                engine_error = RowError.of(row, facts.patient_id, "engine",
+                                           [FieldError("(engine)", str(error))])
+                summary.add(engine_error)
+                lines.append(engine_error.to_json())
+                continue
+            summary.add_selection(selection)
+            lines.append(text)
+            continue
         result = assess_row(guideline, row, facts, cell_errors=errors)
         summary.add(result)
         if tables:
@@ -324,11 +355,11 @@ class CohortRun:
 
 
 def _results(chunks: Iterator[Chunk], tables: bool, workers: int,
-             spec: GuidelineSpec) -> Iterator[ChunkResult]:
+             spec: GuidelineSpec, evaluate: bool) -> Iterator[ChunkResult]:
     if workers <= 1:
         guideline = spec.load()
         for chunk in chunks:
-            yield assess_chunk(chunk, tables, guideline)
+            yield assess_chunk(chunk, tables, guideline, evaluate)
         return
     context = get_context("spawn")
     with ProcessPoolExecutor(max_workers=workers, mp_context=context,
@@ -336,7 +367,7 @@ def _results(chunks: Iterator[Chunk], tables: bool, workers: int,
         pending: deque[Future[ChunkResult]] = deque()
         try:
             for chunk in chunks:
-                pending.append(pool.submit(assess_chunk, chunk, tables))
+                pending.append(pool.submit(assess_chunk, chunk, tables, None, evaluate))
                 if len(pending) >= workers * 2:  # bounded: memory stays flat
                     yield pending.popleft().result()
             while pending:
@@ -351,8 +382,12 @@ def _results(chunks: Iterator[Chunk], tables: bool, workers: int,
 def run_cohort(source: Path, out: Path, *, input_format: str | None = None,
                output_format: str | None = None, workers: int = 1,
                spec: GuidelineSpec | None = None,
-               progress: Callable[[int], None] | None = None) -> CohortRun:
-    """Assess every row of ``source`` into ``out``; see the module docstring."""
+               progress: Callable[[int], None] | None = None,
+               evaluate: bool = True) -> CohortRun:
+    """Assess every row of ``source`` into ``out``; see the module docstring.
+
+    ``evaluate=False`` reads, validates and writes the facts back without evaluating them:
+    the I/O floor that tests/benchmarks/bench_cohort.py compares with."""
     spec = spec or GuidelineSpec()
     in_fmt = format_of(source, input_format)
     out_fmt = format_of(out, output_format)
@@ -371,7 +406,7 @@ def run_cohort(source: Path, out: Path, *, input_format: str | None = None,
     writer = _Writer(out, out_fmt)
     interrupted = False
     try:
-        for result in _results(all_chunks(), out_fmt != "jsonl", workers, spec):
+        for result in _results(all_chunks(), out_fmt != "jsonl", workers, spec, evaluate):
             writer.write(result)
             summary.merge(result.summary)
             if progress is not None:

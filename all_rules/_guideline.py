@@ -114,6 +114,12 @@ class Guideline:
         building the models would cost more than the rule engine."""
         return self._assembler.json(*self._evaluate(facts))
 
+    def assess_json_and_selection(self, facts: PatientFacts | Mapping[str, Any]
+                                  ) -> tuple[str, Selection]:
+        """``assess_json`` and the selection it was written from (for cohort counts)."""
+        prepared, selection = self._evaluate(facts)
+        return self._assembler.json(prepared, selection), selection
+
     def assess_ids(self, facts: PatientFacts | Mapping[str, Any]) -> Selection:
         """Only what fires: the risk group, features, missing facts and the items with
         their rules, without wording (for tabular cohort output)."""

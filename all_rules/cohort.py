@@ -9,6 +9,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from ._assemble import Selection
 from ._guideline import Guideline
 from ._records import record_to_facts
 from ._schema import RiskGroup
@@ -110,6 +111,14 @@ class CohortSummary:
         self.risk_groups[result.risk.group.value] += 1
         for item in result.recommendations:
             self.recommendations[item.id] += 1
+
+    def add_selection(self, selection: Selection) -> None:
+        """Count an assessed row from its selection (the cohort fast path)."""
+        self.patients += 1
+        self.assessed += 1
+        self.risk_groups[selection.group] += 1
+        for rule, _ in selection.items:
+            self.recommendations[rule.spec.id] += 1
 
     def merge(self, other: CohortSummary) -> None:
         self.patients += other.patients

@@ -15,7 +15,7 @@ import os
 import signal
 import sys
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
@@ -26,19 +26,22 @@ from pydantic import ValidationError
 
 from ._guideline import Guideline, field_errors, validate_facts
 from ._records import record_to_facts, unknown_columns
-from .cohort import CohortSummary, Result, RowError, assess_row
+from .cohort import (
+    PATIENT_COLUMNS,
+    RECOMMENDATION_COLUMNS,
+    CohortSummary,
+    RowError,
+    assess_row,
+    table_rows,
+)
 from .exceptions import AllRulesError, EvaluationError, FieldError, InvalidFactsError
 from .facts import PatientFacts
-from .output import Assessment
 
 FORMATS = ("csv", "jsonl", "parquet")
 _EXTENSIONS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl",
                ".parquet": "parquet", ".pq": "parquet"}
 CHUNK_ROWS = 1000
 
-PATIENT_COLUMNS = ("row", "patient_id", "risk_group", "features", "missing",
-                   "recommendations", "error")
-RECOMMENDATION_COLUMNS = ("row", "patient_id", "id", "kind", "severity", "phase")
 
 
 class CohortInputError(AllRulesError):
@@ -189,7 +192,7 @@ def _facts_of(fmt: str, item: Any) -> tuple[Any, list[FieldError]]:
         for name, value in item.items():
             if any("\udc80" <= ch <= "\udcff" for ch in value):
                 return {}, [FieldError(name, "not UTF-8 text")]
-    return record_to_facts(item, text=(fmt == "csv"))
+    return record_to_facts(item)
 
 
 @attrs.frozen
@@ -199,14 +202,6 @@ class ChunkResult:
     patients: list[tuple[Any, ...]]
     recommendations: list[tuple[Any, ...]]
     summary: CohortSummary
-
-
-def _patient_row(result: Result, row: int) -> tuple[Any, ...]:
-    if isinstance(result, RowError):
-        error = "; ".join(f"{e.field}: {e.message}" for e in result.errors)
-        return (row, result.patient_id, None, None, None, 0, error)
-    return (row, result.patient_id, result.risk.group.value, ";".join(result.risk.features),
-            ";".join(result.risk.missing), len(result.recommendations), None)
 
 
 def assess_chunk(chunk: Chunk, tables: bool, guideline: Guideline | None = None,
@@ -252,16 +247,15 @@ def assess_chunk(chunk: Chunk, tables: bool, guideline: Guideline | None = None,
             summary.add_selection(selection)
             lines.append(text)
             continue
+        if tables:
+            patient, items, outcome = table_rows(guideline, row, facts, errors)
+            summary.add_outcome(outcome)
+            patients.append(patient)
+            recommendations.extend(items)
+            continue
         result = assess_row(guideline, row, facts, cell_errors=errors)
         summary.add(result)
-        if tables:
-            patients.append(_patient_row(result, row))
-            if isinstance(result, Assessment):
-                recommendations.extend(
-                    (row, result.patient_id, r.id, r.kind.value, r.severity.value,
-                     r.phase.value) for r in result.recommendations)
-        else:
-            lines.append(result.model_dump_json())
+        lines.append(result.model_dump_json())
     jsonl = "\n".join(lines) + "\n" if lines else ""
     return ChunkResult(first_row, jsonl, patients, recommendations, summary)
 
@@ -418,20 +412,6 @@ def run_cohort(source: Path, out: Path, *, input_format: str | None = None,
         raise
     outputs = writer.close(keep=True)
     return CohortRun(summary, outputs, interrupted)
-
-
-def write_frames_rows(results: Sequence[Result]) -> tuple[list[tuple[Any, ...]],
-                                                          list[tuple[Any, ...]]]:
-    """Patient and recommendation rows for already computed results (data-frame helper)."""
-    patients: list[tuple[Any, ...]] = []
-    recommendations: list[tuple[Any, ...]] = []
-    for row, result in enumerate(results, start=1):
-        patients.append(_patient_row(result, row))
-        if isinstance(result, Assessment):
-            recommendations.extend((row, result.patient_id, r.id, r.kind.value,
-                                    r.severity.value, r.phase.value)
-                                   for r in result.recommendations)
-    return patients, recommendations
 
 
 def stderr_is_terminal() -> bool:

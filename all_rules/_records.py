@@ -110,12 +110,12 @@ def _from_text(name: str, kind: str, text: str) -> Any:
     return value
 
 
-def record_to_facts(record: Mapping[str, Any], *, text: bool) -> tuple[dict[str, Any],
-                                                                      list[FieldError]]:
+def record_to_facts(record: Mapping[str, Any]) -> tuple[dict[str, Any], list[FieldError]]:
     """One flat record as the nested facts mapping, plus the errors of its cells.
 
-    ``text``: the cells are strings (CSV) and are typed here; otherwise they are typed
-    values (Parquet, pandas) whose missing markers (NaN, NA, None) are unknown.
+    Cells may be typed values (Parquet, pandas) or text (CSV): text in a number or boolean
+    column is parsed strictly (``true``/``false``/``yes``/``no``/``1``/``0`` for booleans).
+    Missing markers (empty text, None, NaN, NA) are unknown.
     """
     facts: dict[str, Any] = {}
     plan: dict[str, Any] = {}
@@ -131,7 +131,8 @@ def record_to_facts(record: Mapping[str, Any], *, text: bool) -> tuple[dict[str,
         try:
             if kind == "doses":
                 value = parse_doses(value) if isinstance(value, str) else list(value)
-            elif text and isinstance(value, str):
+            elif isinstance(value, str) and kind != "str":
+                # CSV cells, and object columns a data-frame library turned into strings.
                 value = _from_text(name, kind, value)
             elif kind == "int" and isinstance(value, float) and value.is_integer():
                 value = int(value)  # an integer column with gaps arrives as floats

@@ -17,7 +17,7 @@ from .exceptions import EvaluationError, FieldError, InvalidFactsError
 from .facts import PatientFacts
 from .output import Assessment
 
-__all__ = ["CohortSummary", "RowError", "RowErrorField", "assess_many"]
+__all__ = ["CohortSummary", "RowError", "RowErrorField", "assess_many", "table_rows"]
 
 
 class RowErrorField(BaseModel):
@@ -66,6 +66,48 @@ def assess_row(guideline: Guideline, row: int, facts: Any, *,
         return RowError.of(row, patient_id, "engine", [FieldError("(engine)", str(error))])
 
 
+PatientRow = tuple[int, str | None, str | None, str | None, str | None, int, str | None]
+RecommendationRow = tuple[int, str | None, str, str, str, str]
+PATIENT_COLUMNS = ("row", "patient_id", "risk_group", "features", "missing",
+                   "recommendations", "error")
+RECOMMENDATION_COLUMNS = ("row", "patient_id", "id", "kind", "severity", "phase")
+
+
+def table_rows(guideline: Guideline, row: int, facts: Any,
+               cell_errors: list[FieldError] | None = None
+               ) -> tuple[PatientRow, list[RecommendationRow], Selection | RowError]:
+    """One row as table rows (patients, recommendations), from the selection alone: tables
+    carry ids, not wording, so nothing is rendered."""
+    outcome: Selection | RowError
+    patient_id = facts.get("patient_id") if isinstance(facts, Mapping) else getattr(
+        facts, "patient_id", None)
+    patient_id = patient_id if isinstance(patient_id, str) else None
+    if cell_errors:
+        outcome = RowError.of(row, patient_id, "invalid", cell_errors)
+    else:
+        try:
+            outcome = guideline.assess_ids(facts)
+        except InvalidFactsError as error:
+            outcome = RowError.of(row, patient_id, "invalid", error.errors)
+        except EvaluationError as error:
+            outcome = RowError.of(row, patient_id, "engine",
+                                  [FieldError("(engine)", str(error))])
+    if isinstance(outcome, RowError):
+        error_text = "; ".join(f"{e.field}: {e.message}" for e in outcome.errors)
+        return (row, patient_id, None, None, None, 0, error_text), [], outcome
+    recommendations: list[RecommendationRow] = []
+    for rule, _ in outcome.items:
+        spec = rule.spec
+        assert spec.kind is not None
+        assert spec.severity is not None
+        assert spec.phase is not None
+        recommendations.append((row, patient_id, spec.id, spec.kind.value, spec.severity.value,
+                                spec.phase.value))
+    patient = (row, patient_id, outcome.group, ";".join(outcome.features),
+               ";".join(outcome.missing), len(outcome.items), None)
+    return patient, recommendations, outcome
+
+
 def assess_many(rows: Iterable[PatientFacts | Mapping[str, Any]], *,
                 guideline: Guideline | None = None, flat: bool = False) -> Iterator[Result]:
     """Assess every row, in input order: an Assessment, or a RowError for a bad row.
@@ -77,7 +119,7 @@ def assess_many(rows: Iterable[PatientFacts | Mapping[str, Any]], *,
     guideline = guideline or Guideline.default()
     for index, row in enumerate(rows, start=1):
         if flat and isinstance(row, Mapping):
-            facts, cell_errors = record_to_facts(row, text=False)
+            facts, cell_errors = record_to_facts(row)
             yield assess_row(guideline, index, facts, cell_errors=cell_errors)
         else:
             yield assess_row(guideline, index, row)
@@ -111,6 +153,12 @@ class CohortSummary:
         self.risk_groups[result.risk.group.value] += 1
         for item in result.recommendations:
             self.recommendations[item.id] += 1
+
+    def add_outcome(self, outcome: Selection | RowError) -> None:
+        if isinstance(outcome, RowError):
+            self.add(outcome)
+        else:
+            self.add_selection(outcome)
 
     def add_selection(self, selection: Selection) -> None:
         """Count an assessed row from its selection (the cohort fast path)."""

@@ -9,7 +9,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
@@ -208,13 +210,10 @@ def _cohort(args: argparse.Namespace) -> int:
     spec = GuidelineSpec(str(args.rules) if args.rules else None,
                          str(args.overlay) if args.overlay else None,
                          tuple(sorted(dict(args.param).items())))
-    bar: Any = None
+    bar: _Progress | None = None
     if stderr_is_terminal():
-        from tqdm import tqdm
-
         in_fmt = format_of(args.input, args.input_format)
-        total = count_rows(args.input, in_fmt) if args.input.is_file() else None
-        bar = tqdm(total=total, unit=" patients", file=sys.stderr, smoothing=0.1)
+        bar = _Progress(count_rows(args.input, in_fmt) if args.input.is_file() else None)
     try:
         run = run_cohort(args.input, args.out, input_format=args.input_format,
                          output_format=args.output_format, workers=args.workers, spec=spec,
@@ -237,6 +236,46 @@ def _cohort(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return EXIT_ERROR
     return EXIT_OK
+
+
+class _Progress:
+    """A one-line progress bar on stderr: count, bar, rate and ETA (drawn on a terminal)."""
+
+    def __init__(self, total: int | None, interval: float = 0.2) -> None:
+        self.total, self.done, self.interval = total, 0, interval
+        self.start = self.drawn = time.monotonic()
+
+    def update(self, count: int) -> None:
+        self.done += count
+        now = time.monotonic()
+        if now - self.drawn >= self.interval:
+            self.drawn = now
+            self._draw(now)
+
+    def _draw(self, now: float) -> None:
+        elapsed = max(now - self.start, 1e-9)
+        rate = self.done / elapsed
+        line = f"{self.done:,} patients, {rate:,.0f} patients/s, {_clock(elapsed)} elapsed"
+        if self.total:
+            share = min(1.0, self.done / self.total)
+            width = 24
+            filled = int(share * width)
+            eta = (self.total - self.done) / rate if rate else 0.0
+            line = (f"{share:4.0%} |{'#' * filled}{'.' * (width - filled)}| "
+                    f"{self.done:,}/{self.total:,}, {rate:,.0f} patients/s, ETA {_clock(eta)}")
+        columns = shutil.get_terminal_size(fallback=(100, 24)).columns or 100
+        sys.stderr.write("\r" + line[: columns - 1].ljust(columns - 1))
+        sys.stderr.flush()
+
+    def close(self) -> None:
+        self._draw(time.monotonic())
+        sys.stderr.write("\n")
+
+
+def _clock(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes:02d}:{secs:02d}"
 
 
 def _synth(args: argparse.Namespace) -> int:

@@ -10,7 +10,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from ._assemble import Selection
-from ._guideline import Guideline
+from ._guideline import Guideline, validate_facts
 from ._records import record_to_facts
 from ._schema import RiskGroup
 from .exceptions import EvaluationError, FieldError, InvalidFactsError
@@ -51,13 +51,26 @@ class RowError(BaseModel):
 Result = Assessment | RowError
 
 
+def _all_errors(facts: Any, cell_errors: list[FieldError]) -> list[FieldError]:
+    """Cell errors plus what validation finds in the other cells: every field at once.
+    A row that is broken as a whole ("(row)": wrong cell count, bad bytes) stops there."""
+    if any(e.field.startswith("(") for e in cell_errors):
+        return cell_errors
+    try:
+        validate_facts(facts)
+    except InvalidFactsError as error:
+        named = {e.field for e in cell_errors}
+        return cell_errors + [e for e in error.errors if e.field not in named]
+    return cell_errors
+
+
 def assess_row(guideline: Guideline, row: int, facts: Any, *,
                cell_errors: list[FieldError] | None = None) -> Result:
     """Assess one row; bad input and engine failures become a RowError, never an exception."""
     patient_id = facts.get("patient_id") if isinstance(facts, Mapping) else getattr(
         facts, "patient_id", None)
     if cell_errors:
-        return RowError.of(row, patient_id, "invalid", cell_errors)
+        return RowError.of(row, patient_id, "invalid", _all_errors(facts, cell_errors))
     try:
         return guideline.assess(facts)
     except InvalidFactsError as error:
@@ -83,7 +96,7 @@ def table_rows(guideline: Guideline, row: int, facts: Any,
         facts, "patient_id", None)
     patient_id = patient_id if isinstance(patient_id, str) else None
     if cell_errors:
-        outcome = RowError.of(row, patient_id, "invalid", cell_errors)
+        outcome = RowError.of(row, patient_id, "invalid", _all_errors(facts, cell_errors))
     else:
         try:
             outcome = guideline.assess_ids(facts)

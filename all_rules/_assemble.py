@@ -96,7 +96,7 @@ class Assembler:
         for rule in ruleset.rules:
             spec = rule.spec
             prefix = citations = ""
-            order = (0, spec.id)
+            order = (-1, spec.id)  # derivation rules: no item, but the id is read per patient
             if spec.kind is not None and spec.severity is not None and spec.phase is not None:
                 order = (PHASE_ORDER[spec.phase], spec.id)
                 prefix = (f'{{"id":{_dumps(spec.id)},"kind":"{spec.kind.value}",'
@@ -147,13 +147,13 @@ class Assembler:
             rule = item.rule
             info = rules[rule.key]
             concludes = info.concludes
+            rule_id = info.order[1]
             if concludes is Concludes.RISK_GROUP:
-                groups.add(self.groups[rule.spec.id])
+                groups.add(self.groups[rule_id])
                 continue
             if concludes is Concludes.MISSING_FACT:
                 missing.append(rule.spec.fact or "")
                 continue
-            rule_id = rule.spec.id
             if concludes is Concludes.RISK_FEATURE:
                 features.append(rule_id)
             current = chosen.get(rule_id)
@@ -174,7 +174,7 @@ class Assembler:
                   prepared: PreparedFacts) -> tuple[Any, ...]:
         info = self.rules[rule.key]
         values = prepared.values
-        return (rule.key, tuple(branches), tuple([values.get(d) for d in info.deps]),
+        return (rule.key, *branches, None, *map(values.get, info.deps),
                 prepared.bsa_source if info.uses_bsa_source else None)
 
     # --- one item's content --------------------------------------------------------------

@@ -198,7 +198,8 @@ def _facts_of(fmt: str, item: Any) -> tuple[Any, list[FieldError]]:
 @attrs.frozen
 class ChunkResult:
     first_row: int
-    jsonl: str
+    jsonl: bytes
+    """UTF-8, encoded in the worker so the parent only copies bytes."""
     patients: list[tuple[Any, ...]]
     recommendations: list[tuple[Any, ...]]
     summary: CohortSummary
@@ -256,7 +257,7 @@ def assess_chunk(chunk: Chunk, tables: bool, guideline: Guideline | None = None,
         result = assess_row(guideline, row, facts, cell_errors=errors)
         summary.add(result)
         lines.append(result.model_dump_json())
-    jsonl = "\n".join(lines) + "\n" if lines else ""
+    jsonl = ("\n".join(lines) + "\n").encode("utf-8") if lines else b""
     return ChunkResult(first_row, jsonl, patients, recommendations, summary)
 
 
@@ -283,7 +284,7 @@ class _Writer:
         self._parquet: list[Any] = []
         self._csv: list[Any] = []
         if fmt == "jsonl":
-            self._files = [self.temps[0].open("w", encoding="utf-8", newline="\n")]
+            self._files = [self.temps[0].open("wb")]
         elif fmt == "csv":
             self._files = [t.open("w", encoding="utf-8", newline="") for t in self.temps]
             self._csv = [csv.writer(f, lineterminator="\n") for f in self._files]

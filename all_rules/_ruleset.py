@@ -76,10 +76,11 @@ class Rule:
     """0: ungated; n: waits for stage fact n (it negates a derived fact)."""
     text: Template | None
     reason: Template | None
+    key: str = attrs.field(init=False)
+    """The rule's unique key (id, or id#variant); stored, as it is read per patient."""
 
-    @property
-    def key(self) -> str:
-        return self.spec.key
+    def __attrs_post_init__(self) -> None:
+        object.__setattr__(self, "key", self.spec.key)
 
 
 @attrs.frozen

@@ -295,7 +295,8 @@ class Assembler:
         if cached is None:
             if len(self._evidence_models) >= _CACHE_LIMIT:
                 self._evidence_models.clear()
-            cached = _trusted(Evidence, {"fact": fact, "value": value, "test": test})
+            cached = _trusted(Evidence, {"fact": fact, "value": value, "test": test,
+                                         "source": None})
             self._evidence_models[key] = cached
         return cached
 

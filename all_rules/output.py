@@ -23,11 +23,22 @@ class _Out(BaseModel):
 
 
 class Evidence(_Out):
-    """One fact and the test it passed (``value`` is ``None`` when the test was "unknown")."""
+    """One fact and the test it passed (``value`` is ``None`` when the test was "unknown").
+
+    ``source`` names the record the fact came from (a FHIR resource such as
+    ``Observation/wbc-1``) when the facts were mapped from one; it is left out otherwise."""
 
     fact: str
     value: Any
     test: str
+    source: str | None = None
+
+    @model_serializer(mode="wrap")
+    def _drop_absent_source(self, handler: Any, info: SerializationInfo) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        if self.source is None:
+            data.pop("source", None)
+        return data
 
 
 class DoseLine(_Out):

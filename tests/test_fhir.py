@@ -1,0 +1,177 @@
+"""FHIR R4 Bundle → facts: codes, units, age, provenance, and what is refused or left out."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from all_rules import assess
+
+pytest.importorskip("fhir.resources")
+
+from all_rules.fhir import (
+    CodeMap,
+    FhirMappingError,
+    assess_bundle,
+    facts_from_bundle,
+)
+
+from .conftest import EXAMPLES
+
+ON = dt.date(2026, 11, 27)
+LOINC, UCUM = "http://loinc.org", "http://unitsofmeasure.org"
+SNOMED = "http://snomed.info/sct"
+ICDO3 = "http://terminology.hl7.org/CodeSystem/icd-o-3"
+
+
+def observation(ident: str, code: str, value: float, unit: str, status: str = "final",
+                system: str = LOINC) -> dict[str, Any]:
+    return {"resourceType": "Observation", "id": ident, "status": status,
+            "code": {"coding": [{"system": system, "code": code}]},
+            "subject": {"reference": "Patient/p1"},
+            "valueQuantity": {"value": value, "unit": unit, "system": UCUM, "code": unit}}
+
+
+def bundle(*resources: dict[str, Any], birth: str = "1984-03-02") -> dict[str, Any]:
+    patient = {"resourceType": "Patient", "id": "p1", "birthDate": birth, "gender": "male"}
+    return {"resourceType": "Bundle", "type": "collection",
+            "entry": [{"resource": r} for r in (patient, *resources)]}
+
+
+ADULT_PH = bundle(
+    observation("wbc-1", "6690-2", 45, "10*3/uL"),
+    observation("height-1", "8302-2", 1.78, "m"),
+    observation("weight-1", "29463-7", 82, "kg"),
+    {"resourceType": "Condition", "id": "dx-1", "subject": {"reference": "Patient/p1"},
+     "code": {"coding": [{"system": ICDO3, "code": "9812/3"}]}},
+)
+
+
+def test_bundle_maps_to_facts_with_provenance() -> None:
+    """Age from birthDate at the assessment date; LOINC quantities converted to the SPEC
+    units; ICD-O-3 9812/3 gives B lineage and Ph+; every fact names its resource."""
+    mapped = facts_from_bundle(ADULT_PH, assessment_date=ON)
+    facts = mapped.facts
+    assert facts.age_years == pytest.approx(42.74, abs=0.01)
+    assert facts.wbc_at_diagnosis_10e9_per_l == 45
+    assert facts.height_cm == pytest.approx(178)
+    assert (facts.lineage.value, facts.ph_status.value) == ("B", "positive")
+    assert mapped.provenance["wbc_at_diagnosis_10e9_per_l"] == "Observation/wbc-1"
+    assert mapped.provenance["age_years"] == "Patient/p1"
+    assert mapped.provenance["ph_status"] == "Condition/dx-1"
+
+
+def test_assessment_evidence_carries_the_source_resource() -> None:
+    """The same recommendations as assess() on the same facts, with sources in evidence."""
+    assessment, mapped = assess_bundle(ADULT_PH, assessment_date=ON,
+                                       extra={"cns_status": "CNS1"})
+    plain = assess(mapped.facts)
+    assert assessment.ids() == plain.ids()
+    wbc = assessment.get("risk.wbc_b_over_30")
+    assert wbc is not None
+    sources = {e.fact: e.source for e in wbc.evidence}
+    assert sources == {"age_years": "Patient/p1", "lineage": "Condition/dx-1",
+                       "wbc_at_diagnosis_10e9_per_l": "Observation/wbc-1"}
+    assert '"source":"Observation/wbc-1"' in assessment.to_json(indent=None)
+    assert '"source"' not in plain.to_json(indent=None)
+
+
+@pytest.mark.parametrize(("value", "unit", "expected"), [
+    (45, "10*9/L", 45), (45, "10*3/uL", 45), (45000, "/uL", 45), (45000, "10*6/L", 45)])
+def test_wbc_units_are_converted(value: float, unit: str, expected: float) -> None:
+    mapped = facts_from_bundle(bundle(observation("w", "6690-2", value, unit)),
+                               assessment_date=ON)
+    assert mapped.facts.wbc_at_diagnosis_10e9_per_l == pytest.approx(expected)
+
+
+def test_unconvertible_unit_is_an_error_naming_the_resource() -> None:
+    with pytest.raises(FhirMappingError) as caught:
+        facts_from_bundle(bundle(observation("w", "6690-2", 4.5, "g/dL")), assessment_date=ON)
+    assert caught.value.problems == [
+        "Observation/w: unit 'g/dL' cannot be converted for wbc_at_diagnosis_10e9_per_l "
+        "(accepted UCUM codes: /mm3, /uL, 10*3/mm3, 10*3/uL, 10*6/L, 10*9/L)"]
+
+
+def test_what_cannot_be_mapped_is_reported_not_guessed() -> None:
+    """Unknown codes, non-final results and unread resource types are listed as unmapped."""
+    mapped = facts_from_bundle(bundle(
+        observation("x", "1234-5", 1, "1"),
+        observation("w", "6690-2", 45, "10*9/L", status="preliminary"),
+        {"resourceType": "MedicationRequest", "id": "m1", "status": "draft",
+         "intent": "order", "subject": {"reference": "Patient/p1"},
+         "medicationCodeableConcept": {"text": "vincristine"}}),
+        assessment_date=ON)
+    assert mapped.facts.wbc_at_diagnosis_10e9_per_l is None
+    assert {(u.resource, u.reason) for u in mapped.unmapped} == {
+        ("Observation/x", "no code in the code map"),
+        ("Observation/w", "status 'preliminary' is not a result"),
+        ("MedicationRequest/m1", "resource type not read for facts")}
+
+
+@pytest.mark.parametrize(("birth", "message"), [
+    ("1984", "is not a full date"), ("2030-01-01", "is after the assessment date")])
+def test_age_needs_a_full_birth_date_before_the_assessment(birth: str, message: str) -> None:
+    with pytest.raises(FhirMappingError, match=message):
+        facts_from_bundle(bundle(birth=birth), assessment_date=ON)
+
+
+def test_conflicting_values_are_refused() -> None:
+    with pytest.raises(FhirMappingError, match="conflicts with Observation/w1"):
+        facts_from_bundle(bundle(observation("w1", "6690-2", 45, "10*9/L"),
+                                 observation("w2", "26464-8", 12, "10*9/L")),
+                          assessment_date=ON)
+
+
+def test_malformed_resource_is_refused_by_name() -> None:
+    broken = observation("w", "6690-2", 45, "10*9/L")
+    del broken["status"]
+    with pytest.raises(FhirMappingError, match=r"Observation/w: not a valid Observation"):
+        facts_from_bundle(bundle(broken), assessment_date=ON)
+
+
+def test_not_a_bundle_and_no_patient() -> None:
+    with pytest.raises(FhirMappingError, match="not a FHIR Bundle"):
+        facts_from_bundle({"resourceType": "Patient"}, assessment_date=ON)
+    with pytest.raises(FhirMappingError, match="expected exactly one Patient, found 0"):
+        facts_from_bundle({"resourceType": "Bundle", "type": "collection", "entry": []},
+                          assessment_date=ON)
+
+
+def test_institution_codes_extend_the_map(tmp_path: Path) -> None:
+    """MRD has no single standard code: an institution file adds its own, with units."""
+    local = tmp_path / "codes.yaml"
+    local.write_text(
+        "observations:\n"
+        "  - fact: mrd_end_of_induction_percent\n"
+        "    kind: quantity\n"
+        "    codes: [{system: 'urn:oid:1.2.3', code: 'MRD-EOI'}]\n"
+        "  - fact: ph_status\n"
+        "    kind: coded\n"
+        "    codes: [{system: 'urn:oid:1.2.3', code: 'BCR-ABL1'}]\n", encoding="utf-8")
+    result = {"resourceType": "Observation", "id": "ph", "status": "final",
+              "code": {"coding": [{"system": "urn:oid:1.2.3", "code": "BCR-ABL1"}]},
+              "valueCodeableConcept": {"coding": [{"system": SNOMED, "code": "260385009"}]}}
+    mapped = facts_from_bundle(
+        bundle(observation("m", "MRD-EOI", 0.0002, "1", system="urn:oid:1.2.3"), result),
+        assessment_date=ON, code_map=CodeMap.load(extra=local))
+    assert mapped.facts.mrd_end_of_induction_percent == pytest.approx(0.02)
+    assert mapped.facts.ph_status is not None
+    assert mapped.facts.ph_status.value == "negative"
+
+
+def test_worked_example_round_trips_through_fhir() -> None:
+    """The adult Ph+ worked example, as a Bundle, gives the example's recommendations."""
+    facts = json.loads((EXAMPLES / "adult_ph_positive.json").read_text())
+    assessment, mapped = assess_bundle(
+        ADULT_PH, assessment_date=ON,
+        extra={k: v for k, v in facts.items()
+               if k not in ("age_years", "sex", "height_cm", "weight_kg", "lineage",
+                            "ph_status", "wbc_at_diagnosis_10e9_per_l")})
+    expected = assess({**facts, "age_years": mapped.facts.age_years,
+                       "height_cm": mapped.facts.height_cm})
+    assert assessment.ids() == expected.ids()
+    assert assessment.risk == expected.risk

@@ -109,6 +109,14 @@ def _parser() -> argparse.ArgumentParser:
     synth.add_argument("--missing-rate", type=float, default=0.05,
                        help="share of optional facts left unknown (default 0.05)")
 
+    serve = commands.add_parser("serve", help="run the CDS Hooks service (docs/fhir.md)")
+    serve.add_argument("--config", metavar="FILE", type=Path,
+                       help="service settings (YAML): base_url, issuers and their JWK Sets")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument("--insecure", action="store_true",
+                       help="accept unauthenticated requests: LOCAL TRIALS ONLY")
+
     schema = commands.add_parser("schema", help="JSON Schema of the facts and the output")
     schema.add_argument("which", nargs="?", choices=("facts", "assessment", "all"),
                         default="all")
@@ -290,6 +298,27 @@ def _synth(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _serve(args: argparse.Namespace) -> int:
+    try:
+        import uvicorn
+
+        from .cds import ServiceSettings, create_app
+    except ImportError:
+        raise _InputError("the service needs: pip install 'all-rules[serve]'") from None
+    if args.config is not None:
+        settings = ServiceSettings.load(args.config)
+    elif args.insecure:
+        settings = ServiceSettings(base_url=f"http://{args.host}:{args.port}")
+    else:
+        raise _InputError("give --config (issuers and keys), or --insecure for a local trial")
+    if args.insecure:
+        settings = settings.model_copy(update={"insecure": True})
+        print("all-rules: WARNING: INSECURE MODE — requests are not authenticated. Local "
+              "trials only; never expose this port.", file=sys.stderr)
+    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="info")
+    return EXIT_OK
+
+
 def _schema(args: argparse.Namespace) -> int:
     schemas = {"facts": PatientFacts.model_json_schema(),
                "assessment": Assessment.model_json_schema(mode="serialization")}
@@ -315,6 +344,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cohort(args)
         if args.command == "synth":
             return _synth(args)
+        if args.command == "serve":
+            return _serve(args)
         return _schema(args)
     except (_InputError, CohortInputError) as error:
         _fail(str(error), EXIT_INVALID_INPUT)

@@ -188,12 +188,16 @@ def create_app(settings: ServiceSettings, guideline: Guideline | None = None) ->
                                f"not {hook_request.hook!r}")
         if not isinstance(hook_request.context.get("patientId"), str):
             return _error(400, "context.patientId is required")
-        prefetch = hook_request.prefetch or {}
+        prefetch = dict(hook_request.prefetch or {})
         missing = [key for key in _PREFETCH if key not in prefetch]
+        if missing and hook_request.fhirServer is None:
+            return _error(412, f"required prefetch missing: {', '.join(missing)}, and no "
+                               "fhirServer to fetch it from")
         if missing:
-            return _error(412, f"required prefetch missing: {', '.join(missing)}"
-                               + ("" if hook_request.fhirServer is None else
-                                  " (fetching from fhirServer is not supported)"))
+            try:
+                prefetch.update(await _fetch(hook_request, missing))
+            except _FetchError as error:
+                return _error(502, f"could not fetch from fhirServer: {error}")
         return await run_in_threadpool(assess_request, service_id, hook_request, prefetch)
 
     def assess_request(service_id: str, hook_request: _Request,
@@ -263,6 +267,55 @@ def create_app(settings: ServiceSettings, guideline: Guideline | None = None) ->
               Route("/cds-services/{service_id}", service, methods=["POST"]),
               Route("/cds-services/{service_id}/feedback", feedback, methods=["POST"])]
     return Starlette(routes=routes)
+
+
+class _FetchError(Exception):
+    pass
+
+
+_MAX_PAGES = 20
+
+
+async def _fetch(hook_request: _Request, keys: list[str]) -> dict[str, Any]:
+    """Fetch missing prefetch from the client's FHIR server with its access token."""
+    import httpx
+
+    base = str(hook_request.fhirServer).rstrip("/")
+    if not base.startswith(("https://", "http://")):
+        raise _FetchError("fhirServer must be an http(s) URL")
+    patient_id = hook_request.context["patientId"]
+    headers = {"Accept": "application/fhir+json"}
+    auth = hook_request.model_extra.get("fhirAuthorization") if hook_request.model_extra \
+        else None
+    if isinstance(auth, Mapping) and auth.get("access_token"):
+        headers["Authorization"] = f"Bearer {auth['access_token']}"
+    queries = {"patient": f"{base}/Patient/{patient_id}",
+               "observations": f"{base}/Observation?patient={patient_id}",
+               "conditions": f"{base}/Condition?patient={patient_id}"}
+    found: dict[str, Any] = {}
+    async with httpx.AsyncClient(timeout=10.0, follow_redirects=False) as client:
+        for key in keys:
+            url: str | None = queries[key]
+            entries: list[Any] = []
+            for _ in range(_MAX_PAGES):
+                if url is None:
+                    break
+                try:
+                    response = await client.get(url, headers=headers)
+                except httpx.HTTPError as error:
+                    raise _FetchError(f"{key}: {type(error).__name__}") from None
+                if response.status_code != 200:
+                    raise _FetchError(f"{key}: HTTP {response.status_code}")
+                data = response.json()
+                if key == "patient":
+                    found[key] = data
+                    break
+                entries.extend(data.get("entry") or [])
+                url = next((link.get("url") for link in data.get("link") or []
+                            if link.get("relation") == "next"), None)
+            if key != "patient":
+                found[key] = {"resourceType": "Bundle", "type": "searchset", "entry": entries}
+    return found
 
 
 def _problem_card(hook_instance: str, problems: list[str],

@@ -22,6 +22,7 @@ from typing import Any
 import attrs
 import yaml
 
+from ._factspec import FACTS
 from ._guideline import Guideline, validate_facts
 from .exceptions import AllRulesError, InvalidFactsError
 from .facts import PatientFacts
@@ -106,6 +107,16 @@ class CodeMap:
 
 
 
+_TYPES = {name: spec.type for name, spec in FACTS.items()}
+
+
+def _typed(fact: str, value: Any) -> Any:
+    """A coded value as the fact's type: booleans from ``true``/``false`` value keys."""
+    if _TYPES.get(fact) == "bool" and isinstance(value, str):
+        return value.lower() == "true"
+    return value
+
+
 def _model(resource: Mapping[str, Any]) -> Any:
     """The resource validated as its fhir.resources model (R4B)."""
     from fhir.resources.R4B import get_fhir_model_class
@@ -181,7 +192,14 @@ class _Reader:
                 self.problems.append(f"{ref}: unit {unit!r} cannot be converted for {fact} "
                                      f"(accepted UCUM codes: {accepted})")
                 return
-            self.set(fact, round(float(quantity.value) * factor, 9), ref)
+            number = round(float(quantity.value) * factor, 9)
+            if _TYPES.get(fact) == "integer":
+                if not number.is_integer():
+                    self.problems.append(f"{ref}: {fact} must be a whole number, got {number}")
+                    return
+                self.set(fact, int(number), ref)
+            else:
+                self.set(fact, number, ref)
             return
         concept = resource.valueCodeableConcept
         values = self.map.coded_values.get(fact, {})
@@ -193,7 +211,7 @@ class _Reader:
         if value is None:
             self.problems.append(f"{ref}: the result of {fact} has no code in the code map")
             return
-        self.set(fact, value, ref)
+        self.set(fact, _typed(fact, value), ref)
 
     def condition(self, resource: Any, ref: str) -> None:
         status = resource.verificationStatus
@@ -207,7 +225,7 @@ class _Reader:
             if facts:
                 mapped = True
                 for fact, value in facts.items():
-                    self.set(fact, value, ref)
+                    self.set(fact, _typed(fact, value), ref)
         if not mapped:
             self.unmapped.append(Unmapped(ref, "no code in the code map"))
 

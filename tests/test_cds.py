@@ -3,6 +3,7 @@ signed by test keys."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import threading
@@ -42,25 +43,40 @@ def _jwk(key: Any, kid: str, alg: str) -> dict[str, Any]:
 JWKS = {"keys": [_jwk(EC_KEY, "ec-1", "ES384"), _jwk(RSA_KEY, "rsa-1", "RS384")]}
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[str]:
+def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    base = f"http://127.0.0.1:{port}"
-    settings = ServiceSettings(base_url=base, issuers={ISSUER: JWKS}, max_body_bytes=200_000)
-    config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=port,
-                            log_level="warning")
-    instance = uvicorn.Server(config)
+        return int(probe.getsockname()[1])
+
+
+@contextlib.contextmanager
+def running(app: Any, port: int) -> Iterator[str]:
+    """An ASGI app served by uvicorn on loopback, for the duration of the block."""
+    instance = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
+                                             log_level="warning"))
     thread = threading.Thread(target=instance.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 20
     while not instance.started and time.monotonic() < deadline:
         time.sleep(0.05)
     assert instance.started
-    yield base
-    instance.should_exit = True
-    thread.join(timeout=10)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        instance.should_exit = True
+        thread.join(timeout=10)
+
+
+def service(port: int, **settings: Any) -> Any:
+    return create_app(ServiceSettings(base_url=f"http://127.0.0.1:{port}",
+                                      issuers={ISSUER: JWKS}, **settings))
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[str]:
+    port = free_port()
+    with running(service(port, max_body_bytes=200_000), port) as base:
+        yield base
 
 
 def token(audience: str, *, key: Any = EC_KEY, kid: str = "ec-1", alg: str = "ES384",
@@ -188,13 +204,54 @@ def test_replayed_token_is_refused(server: str) -> None:
     assert "replayed" in second.json()["error"]
 
 
-def test_spec_example_without_our_prefetch_gets_412(server: str) -> None:
-    """The specification's own patient-view example lacks this service's prefetch; with no
-    way to fetch, the answer is 412 naming what is missing."""
+def test_spec_example_is_understood(server: str) -> None:
+    """The specification's own patient-view example parses; it lacks this service's prefetch,
+    so the service fetches from its fhirServer (unreachable here: 502), and without a
+    fhirServer answers 412 naming what is missing."""
     request = json.loads((FIXTURES / "cds" / "spec_patient_view.json").read_text())
+    request["fhirServer"] = "http://127.0.0.1:9"  # the discard port: nothing listens
+    response = call(server, "/cds-services/all-rules-patient-view", request)
+    assert response.status_code == 502
+    assert "could not fetch from fhirServer" in response.json()["error"]
+    del request["fhirServer"]
     response = call(server, "/cds-services/all-rules-patient-view", request)
     assert response.status_code == 412
     assert "patient, observations, conditions" in response.json()["error"]
+
+
+def test_missing_prefetch_is_fetched_from_the_fhir_server(server: str) -> None:
+    """With a fhirServer and its access token, missing prefetch is fetched (here from a FHIR
+    stub on loopback), and the cards are the same as with prefetch."""
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    seen: list[str | None] = []
+    resources = [e["resource"] for e in ADULT_PH["entry"]]
+
+    async def read(request: Request) -> JSONResponse:
+        seen.append(request.headers.get("authorization"))
+        kind = request.path_params["kind"]
+        if "ident" in request.path_params:
+            return JSONResponse(next(r for r in resources if r["resourceType"] == kind))
+        return JSONResponse({"resourceType": "Bundle", "type": "searchset", "entry": [
+            {"resource": r} for r in resources if r["resourceType"] == kind]})
+
+    stub = Starlette(routes=[Route("/fhir/{kind}/{ident}", read), Route("/fhir/{kind}", read)])
+    with running(stub, free_port()) as fhir_base:
+        with_prefetch = hook_request("patient-view", ADULT_PH)
+        fetched = {**with_prefetch, "prefetch": {}, "fhirServer": f"{fhir_base}/fhir",
+                   "fhirAuthorization": {"access_token": "tok-123", "token_type": "Bearer",
+                                         "expires_in": 300, "scope": "patient/*.read",
+                                         "subject": "all-rules"}}
+        path = "/cds-services/all-rules-patient-view"
+        expected = [c["source"]["topic"]["code"]
+                    for c in call(server, path, with_prefetch).json()["cards"]]
+        response = call(server, path, fetched)
+        assert response.status_code == 200, response.text
+        assert [c["source"]["topic"]["code"] for c in response.json()["cards"]] == expected
+        assert seen == ["Bearer tok-123"] * 3
 
 
 @pytest.mark.parametrize(("body", "status", "message"), [
@@ -244,3 +301,101 @@ def test_hook_logs_carry_no_patient_data(server: str,
     for record in records:
         assert "1984-03-02" not in record
         assert '"p1"' not in record
+
+
+INSTITUTION = FIXTURES / "cds" / "institution_codes.yaml"
+LOCAL = "urn:example:all"
+_QUANTITIES = {"mrd_end_of_induction_percent": ("mrd-eoi", "%"),
+               "mrd_consolidation_percent": ("mrd-cons", "%"),
+               "mrd_current_percent": ("mrd-now", "%"),
+               "weeks_to_complete_remission": ("weeks-to-cr", "wk"),
+               "relapse_count": ("relapses", "{count}"),
+               "remission_number": ("remission-number", "{count}"),
+               "courses_since_remission": ("courses", "{count}"),
+               "wbc_at_diagnosis_10e9_per_l": ("6690-2", "10*9/L"),
+               "height_cm": ("8302-2", "cm"), "weight_kg": ("29463-7", "kg"),
+               "bsa_m2": ("8277-6", "m2")}
+_CODED = {"phase": "phase", "cns_status": "cns", "relapse_site": "relapse-site",
+          "resource_level": "resources"}
+_BOOLEANS = ("complete_remission", "transplant_eligible", "substantial_comorbidities",
+             "tki_available", "specialized_center", "kmt2a_rearranged", "cd19_positive",
+             "cd22_positive", "testicular_involvement")
+
+
+def bundle_for(facts: dict[str, Any], on: Any) -> dict[str, Any]:
+    """A FHIR Bundle carrying a worked example's facts, coded with the institution's map."""
+    import datetime as dt
+
+    born = on - dt.timedelta(days=round(facts["age_years"] * 365.25))
+    resources: list[dict[str, Any]] = []
+
+    def coded(ident: str, code: str, value_system: str, value: str) -> None:
+        resources.append({"resourceType": "Observation", "id": ident, "status": "final",
+                          "code": {"coding": [{"system": LOCAL, "code": code}]},
+                          "valueCodeableConcept": {"coding": [{"system": value_system,
+                                                               "code": value}]}})
+
+    for name, value in facts.items():
+        if name in _QUANTITIES:
+            code, unit = _QUANTITIES[name]
+            system = LOCAL if not code[0].isdigit() else "http://loinc.org"
+            resources.append(observation(name.replace("_", "-"), code, value, unit,
+                                         system=system))
+        elif name in _CODED:
+            coded(name.replace("_", "-"), _CODED[name], LOCAL, value)
+        elif name in _BOOLEANS:
+            coded(name.replace("_", "-"), name, "http://snomed.info/sct",
+                  "373066001" if value else "373067005")
+        elif name == "ph_status":
+            coded("bcr-abl1", "bcr-abl1", "http://snomed.info/sct",
+                  "10828004" if value == "positive" else "260385009")
+        elif name == "lineage":
+            resources.append({"resourceType": "Condition", "id": "dx",
+                              "subject": {"reference": "Patient/pt"},
+                              "code": {"coding": [{
+                                  "system": "http://ncicb.nci.nih.gov/xml/owl/EVS/Thesaurus.owl",
+                                  "code": "C8644" if value == "B" else "C3183"}]}})
+    patient = {"resourceType": "Patient", "id": "pt", "birthDate": born.isoformat()}
+    return {"resourceType": "Bundle", "type": "collection",
+            "entry": [{"resource": r} for r in (patient, *resources)]}
+
+
+@pytest.fixture(scope="module")
+def institution_server() -> Iterator[str]:
+    port = free_port()
+    with running(service(port, code_map=str(INSTITUTION)), port) as base:
+        yield base
+
+
+EXAMPLE_NAMES = ["adult_ph_positive", "standard_risk_child", "infant", "relapsed_b_all",
+                 "cr2_mrd_positive", "induction_plan_dose_errors"]
+
+
+@pytest.mark.parametrize("name", EXAMPLE_NAMES)
+def test_worked_example_cards_equal_the_assessment(institution_server: str, name: str) -> None:
+    """Each worked example as a FHIR Bundle: patient-view cards are exactly the items of
+    assess() on the example's facts (plans are order-sign's, so they are left out here)."""
+    import datetime as dt
+
+    from .conftest import EXAMPLES
+
+    facts = json.loads((EXAMPLES / f"{name}.json").read_text())
+    facts.pop("plan", None)
+    facts.pop("sex", None)
+    today = dt.datetime.now(dt.UTC).date()
+    request = hook_request("patient-view", bundle_for(facts, today))
+    response = call(institution_server, "/cds-services/all-rules-patient-view", request)
+    assert response.status_code == 200, response.text
+    cards = response.json()["cards"]
+    expected = assess({k: v for k, v in facts.items() if k != "patient_id"})
+    assert [c["source"]["topic"]["code"] for c in cards] == expected.ids()
+    assert [c["indicator"] for c in cards] == [i.severity.value for i in expected.recommendations]
+
+
+def test_insecure_mode_is_loud_and_open() -> None:
+    """Insecure mode accepts unauthenticated calls and says so on every response."""
+    port = free_port()
+    with running(service(port, insecure=True), port) as base:
+        response = call(base, "/cds-services", bearer=None, method="GET")
+    assert response.status_code == 200
+    assert response.headers["X-All-Rules-Insecure"] == "requests are not authenticated"

@@ -1,0 +1,117 @@
+"""End-to-end latency of a CDS Hooks patient-view call on loopback.
+
+Run: ``python tests/benchmarks/bench_cds.py [N]`` (default 1,000 calls). Starts the service
+with uvicorn on 127.0.0.1, sends N patient-view requests (prefetched Bundle of the adult Ph+
+worked example, each with its own ES384-signed JWT, signed before timing) over one
+keep-alive connection, and prints p50 / p99 of the round trip; in the same run, the
+discovery call (authentication and routing without assessment) as the reference.
+Target: p99 <= 50 ms (the specification asks for about 500 ms).
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import statistics
+import sys
+import threading
+import time
+import uuid
+from typing import Any
+
+import httpx
+import jwt
+import uvicorn
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from all_rules.cds import ServiceSettings, create_app
+
+ISSUER = "https://ehr.bench"
+KEY = ec.generate_private_key(ec.SECP384R1())
+JWK = {**json.loads(jwt.algorithms.ECAlgorithm.to_jwk(KEY.public_key())), "kid": "k",
+       "alg": "ES384"}
+
+
+def _token(audience: str) -> str:
+    now = int(time.time())
+    return jwt.encode({"iss": ISSUER, "aud": audience, "iat": now, "exp": now + 300,
+                       "jti": str(uuid.uuid4())}, KEY, algorithm="ES384", headers={"kid": "k"})
+
+
+def _request() -> dict[str, Any]:
+    def observation(ident: str, code: str, value: float, unit: str) -> dict[str, Any]:
+        return {"resourceType": "Observation", "id": ident, "status": "final",
+                "code": {"coding": [{"system": "http://loinc.org", "code": code}]},
+                "valueQuantity": {"value": value, "unit": unit,
+                                  "system": "http://unitsofmeasure.org", "code": unit}}
+
+    observations = [observation("wbc", "6690-2", 45, "10*3/uL"),
+                    observation("h", "8302-2", 178, "cm"), observation("w", "29463-7", 82, "kg")]
+    condition = {"resourceType": "Condition", "id": "dx",
+                 "subject": {"reference": "Patient/p1"},
+                 "code": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/icd-o-3",
+                                      "code": "9812/3"}]}}
+    return {"hook": "patient-view", "hookInstance": str(uuid.uuid4()),
+            "context": {"userId": "Practitioner/1", "patientId": "p1"},
+            "prefetch": {
+                "patient": {"resourceType": "Patient", "id": "p1", "birthDate": "1984-03-02"},
+                "observations": {"resourceType": "Bundle", "type": "searchset",
+                                 "entry": [{"resource": o} for o in observations]},
+                "conditions": {"resourceType": "Bundle", "type": "searchset",
+                               "entry": [{"resource": condition}]}}}
+
+
+def _percentile(values: list[float], share: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
+
+
+def _timed(client: httpx.Client, url: str, count: int, body: bytes | None) -> list[float]:
+    tokens = [_token(url) for _ in range(count)]
+    samples = []
+    for bearer in tokens:
+        headers = {"Authorization": f"Bearer {bearer}", "Content-Type": "application/json"}
+        start = time.perf_counter()
+        response = (client.post(url, content=body, headers=headers) if body is not None
+                    else client.get(url, headers=headers))
+        samples.append((time.perf_counter() - start) * 1000)
+        assert response.status_code == 200, response.text
+    return samples
+
+
+def main() -> None:
+    count = int(sys.argv[1]) if len(sys.argv) > 1 else 1_000
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    base = f"http://127.0.0.1:{port}"
+    app = create_app(ServiceSettings(base_url=base, issuers={ISSUER: {"keys": [JWK]}}))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
+                                           log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.05)
+    body = json.dumps(_request()).encode()
+    try:
+        with httpx.Client(timeout=30) as client:
+            _timed(client, f"{base}/cds-services/all-rules-patient-view", 50, body)  # warm-up
+            hook = _timed(client, f"{base}/cds-services/all-rules-patient-view", count, body)
+            discovery = _timed(client, f"{base}/cds-services", count, None)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+    print(f"CDS Hooks patient-view on loopback, {count:,} calls, one keep-alive connection")
+    print(f"{'':34}{'p50 ms':>9}{'p99 ms':>9}{'mean ms':>9}")
+    for name, samples in (("patient-view (verify, map, assess)", hook),
+                          ("discovery (verify only)", discovery)):
+        print(f"{name:34}{_percentile(samples, 0.5):9.2f}{_percentile(samples, 0.99):9.2f}"
+              f"{statistics.fmean(samples):9.2f}")
+    print(f"ratio patient-view / discovery at p50: "
+          f"{_percentile(hook, 0.5) / _percentile(discovery, 0.5):.1f}x")
+    verdict = "meets" if _percentile(hook, 0.99) <= 50 else "MISSES"
+    print(f"target p99 <= 50 ms: {verdict}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,7 +1,7 @@
 """FHIR R4 → SPEC facts (needs ``all-rules[fhir]``).
 
-``facts_from_bundle(bundle, assessment_date=...)`` reads a Bundle's Patient, Observation and
-Condition resources into :class:`PatientFacts`, through a shipped code map
+``facts_from_bundle(bundle, assessment_date=...)`` reads a Bundle's Patient, Observation,
+Condition, MedicationRequest and ServiceRequest resources into :class:`PatientFacts`, through a shipped code map
 (``fhir_codes.yaml``, extendable by an institution). Each mapped fact records the resource it
 came from; :func:`assess_bundle` puts that provenance into the evidence of every
 recommendation. What cannot be mapped is reported, never guessed: an unconvertible unit, a
@@ -232,8 +232,12 @@ class _Reader:
 
 def facts_from_bundle(bundle: Mapping[str, Any], *, assessment_date: dt.date,
                       code_map: CodeMap | None = None,
-                      extra: Mapping[str, Any] | None = None) -> FhirFacts:
+                      extra: Mapping[str, Any] | None = None,
+                      order_codes: Any = None) -> FhirFacts:
     """The SPEC facts of the Bundle's patient, with provenance and what was left out.
+
+    MedicationRequests and ServiceRequests in the Bundle are read into ``plan`` as draft
+    orders are (``_orders``), with ``order_codes`` (default: the shipped map).
 
     ``extra`` adds facts the Bundle does not carry (e.g. ``phase``), recorded as given by the
     caller. Raises FhirMappingError naming every resource at fault.
@@ -244,12 +248,16 @@ def facts_from_bundle(bundle: Mapping[str, Any], *, assessment_date: dt.date,
     handlers = {"Patient": reader.patient, "Observation": reader.observation,
                 "Condition": reader.condition}
     patients = 0
+    orders: list[Any] = []
     for index, entry in enumerate(bundle.get("entry") or []):
         resource = entry.get("resource") if isinstance(entry, Mapping) else None
         if not isinstance(resource, Mapping):
             reader.problems.append(f"entry[{index}]: no resource")
             continue
         ref = _ref(resource)
+        if resource.get("resourceType") in ("MedicationRequest", "ServiceRequest"):
+            orders.append(entry)
+            continue
         handler = handlers.get(str(resource.get("resourceType")))
         if handler is None:
             reader.unmapped.append(Unmapped(ref, "resource type not read for facts"))
@@ -265,10 +273,22 @@ def facts_from_bundle(bundle: Mapping[str, Any], *, assessment_date: dt.date,
         handler(model, ref)
     if patients != 1:
         reader.problems.append(f"(bundle): expected exactly one Patient, found {patients}")
+    if orders:
+        from ._orders import OrderCodes, plan_from_orders
+
+        plan, plan_sources, unmapped, problems = plan_from_orders(
+            {"entry": orders}, order_codes or OrderCodes.load())
+        reader.problems.extend(problems)
+        reader.unmapped.extend(unmapped)
+        if plan:
+            reader.values["plan"] = plan
+            reader.sources.update(plan_sources)
     if reader.problems:
         raise FhirMappingError(reader.problems)
     values = dict(reader.values)
     for fact, value in (extra or {}).items():
+        if fact == "plan" and isinstance(values.get("plan"), Mapping):
+            value = {**values["plan"], **value}  # the caller's plan completes the Bundle's
         values[fact] = value
         reader.sources.setdefault(fact, "(caller)")
     try:

@@ -97,19 +97,54 @@ def test_unconvertible_unit_is_an_error_naming_the_resource() -> None:
 
 
 def test_what_cannot_be_mapped_is_reported_not_guessed() -> None:
-    """Unknown codes, non-final results and unread resource types are listed as unmapped."""
+    """Unknown codes, non-final results and unread resource types are listed as unmapped;
+    a medication named only in free text is not matched by its name."""
     mapped = facts_from_bundle(bundle(
         observation("x", "1234-5", 1, "1"),
         observation("w", "6690-2", 45, "10*9/L", status="preliminary"),
         {"resourceType": "MedicationRequest", "id": "m1", "status": "draft",
          "intent": "order", "subject": {"reference": "Patient/p1"},
-         "medicationCodeableConcept": {"text": "vincristine"}}),
+         "medicationCodeableConcept": {"text": "vincristine"}},
+        {"resourceType": "Encounter", "id": "e1", "status": "finished",
+         "class": {"code": "AMB"}}),
         assessment_date=ON)
     assert mapped.facts.wbc_at_diagnosis_10e9_per_l is None
+    assert mapped.facts.plan is None
     assert {(u.resource, u.reason) for u in mapped.unmapped} == {
         ("Observation/x", "no code in the code map"),
         ("Observation/w", "status 'preliminary' is not a result"),
-        ("MedicationRequest/m1", "resource type not read for facts")}
+        ("MedicationRequest/m1", "no medication code in the code map"),
+        ("Encounter/e1", "resource type not read for facts")}
+
+
+def test_medication_and_service_requests_become_the_plan() -> None:
+    """Orders in the Bundle are read into plan: coded doses, a TKI, intrathecal route."""
+    rx = "http://www.nlm.nih.gov/research/umls/rxnorm"
+
+    def order(ident: str, code: str, dose: Any = None, route: str | None = None) -> Any:
+        dosage: dict[str, Any] = {}
+        if dose is not None:
+            dosage["doseAndRate"] = [{"doseQuantity": {"value": dose[0], "code": dose[1],
+                                                       "system": UCUM}}]
+        if route:
+            dosage["route"] = {"coding": [{"system": SNOMED, "code": route}]}
+        return {"resourceType": "MedicationRequest", "id": ident, "status": "draft",
+                "intent": "order", "subject": {"reference": "Patient/p1"},
+                "medicationCodeableConcept": {"coding": [{"system": rx, "code": code}]},
+                "dosageInstruction": [dosage]}
+
+    mapped = facts_from_bundle(bundle(
+        order("v", "11202", (1.4, "mg/m2")), order("d", "3109", (45, "mg")),
+        order("t", "282388"), order("it", "999", route="72607000")), assessment_date=ON)
+    plan = mapped.facts.plan
+    assert plan is not None
+    assert (plan.tki, plan.intrathecal_in_induction) == (True, True)
+    assert [(d.drug.value, d.dose, d.unit.value) for d in plan.doses] == [
+        ("vincristine", 1.4, "mg/m2"), ("daunorubicin", 45.0, "mg")]
+    assert mapped.provenance["plan.tki"] == "MedicationRequest/t"
+    assert mapped.provenance["plan.vincristine_max_mg_per_m2"] == "MedicationRequest/v"
+    with pytest.raises(FhirMappingError, match="MedicationRequest/bad: dose unit 'g'"):
+        facts_from_bundle(bundle(order("bad", "11202", (1, "g"))), assessment_date=ON)
 
 
 @pytest.mark.parametrize(("birth", "message"), [

@@ -1,11 +1,12 @@
 """FHIR R4 → SPEC facts (needs ``all-rules[fhir]``).
 
 ``facts_from_bundle(bundle, assessment_date=...)`` reads a Bundle's Patient, Observation,
-Condition, MedicationRequest and ServiceRequest resources into :class:`PatientFacts`, through a shipped code map
-(``fhir_codes.yaml``, extendable by an institution). Each mapped fact records the resource it
-came from; :func:`assess_bundle` puts that provenance into the evidence of every
-recommendation. What cannot be mapped is reported, never guessed: an unconvertible unit, a
-partial birth date, conflicting values, or a resource in a status that is not a result.
+Condition, MedicationRequest and ServiceRequest resources into :class:`PatientFacts`,
+through a shipped code map (``fhir_codes.yaml``, extendable by an institution). Each
+mapped fact records the resource it came from; :func:`assess_bundle` puts that provenance
+into the evidence of every recommendation. What cannot be mapped is reported, never
+guessed: an unconvertible unit, a partial birth date, conflicting values, or a resource in a
+status that is not a result.
 
 Resources are validated one by one with ``fhir.resources`` (R4B models, whose JSON for these
 resource types is R4's): a malformed resource that matters is refused by name, while a

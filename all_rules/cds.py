@@ -166,10 +166,10 @@ def create_app(settings: ServiceSettings, guideline: Guideline | None = None) ->
         return respond({"services": [{"id": key, **value} for key, value in
                                      SERVICES.items()]})
 
-    async def service(request: Request) -> Response:
+    async def admit(request: Request) -> tuple[str, bytes] | Response:
+        """The service id and body of an authenticated, size-checked call to a service."""
         service_id = request.path_params["service_id"]
-        spec = SERVICES.get(service_id)
-        if spec is None:
+        if service_id not in SERVICES:
             return _error(404, f"no service {service_id!r}")
         denied = authenticate(request)
         if denied is not None:
@@ -177,6 +177,14 @@ def create_app(settings: ServiceSettings, guideline: Guideline | None = None) ->
         body = await body_of(request)
         if isinstance(body, Response):
             return body
+        return service_id, body
+
+    async def service(request: Request) -> Response:
+        admitted = await admit(request)
+        if isinstance(admitted, Response):
+            return admitted
+        service_id, body = admitted
+        spec = SERVICES[service_id]
         try:
             hook_request = _Request.model_validate_json(body)
         except ValidationError as error:
@@ -239,15 +247,10 @@ def create_app(settings: ServiceSettings, guideline: Guideline | None = None) ->
                                        only_alerts)})
 
     async def feedback(request: Request) -> Response:
-        service_id = request.path_params["service_id"]
-        if service_id not in SERVICES:
-            return _error(404, f"no service {service_id!r}")
-        denied = authenticate(request)
-        if denied is not None:
-            return denied
-        body = await body_of(request)
-        if isinstance(body, Response):
-            return body
+        admitted = await admit(request)
+        if isinstance(admitted, Response):
+            return admitted
+        service_id, body = admitted
         try:
             data = json.loads(body)
             items = data["feedback"]

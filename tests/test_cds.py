@@ -399,3 +399,31 @@ def test_insecure_mode_is_loud_and_open() -> None:
         response = call(base, "/cds-services", bearer=None, method="GET")
     assert response.status_code == 200
     assert response.headers["X-All-Rules-Insecure"] == "requests are not authenticated"
+
+
+def test_order_sign_reads_institution_coded_orders(institution_server: str) -> None:
+    """Pegaspargase and procedures carry local codes: with the institution's map, a low
+    pegaspargase dose and a cranial irradiation order without indication become cards."""
+    import datetime as dt
+
+    facts = {"age_years": 7, "lineage": "B", "ph_status": "negative", "bsa_m2": 0.9,
+             "wbc_at_diagnosis_10e9_per_l": 12, "cns_status": "CNS1", "phase": "induction"}
+    peg = {"resourceType": "MedicationRequest", "id": "peg", "status": "draft",
+           "intent": "order", "subject": {"reference": "Patient/pt"},
+           "medicationCodeableConcept": {"coding": [{"system": "urn:example:formulary",
+                                                     "code": "PEG-ASP"}]},
+           "dosageInstruction": [{"doseAndRate": [{"doseQuantity": {
+               "value": 1500, "code": "[iU]/m2", "system": "http://unitsofmeasure.org"}}]}]}
+    crt = {"resourceType": "ServiceRequest", "id": "crt", "status": "draft", "intent": "order",
+           "subject": {"reference": "Patient/pt"},
+           "code": {"coding": [{"system": "urn:example:procedures", "code": "CRT"}]}}
+    draft = {"resourceType": "Bundle", "type": "collection",
+             "entry": [{"resource": peg}, {"resource": crt}]}
+    request = hook_request("order-sign", bundle_for(facts, dt.datetime.now(dt.UTC).date()),
+                           draftOrders=draft)
+    response = call(institution_server, "/cds-services/all-rules-order-sign", request)
+    assert response.status_code == 200, response.text
+    cards = {c["source"]["topic"]["code"]: c for c in response.json()["cards"]}
+    assert set(cards) == {"audit.pegaspargase_dose", "audit.routine_cranial_irradiation"}
+    assert "MedicationRequest/peg" in cards["audit.pegaspargase_dose"]["detail"]
+    assert "ServiceRequest/crt" in cards["audit.routine_cranial_irradiation"]["detail"]

@@ -64,7 +64,8 @@ class Selection:
     group: str
     features: tuple[str, ...]
     missing: tuple[str, ...]
-    items: list[tuple[Rule, list[int]]]
+    items: tuple[tuple[Rule, tuple[int, ...]], ...]
+    """The items in output order, each with the branches of its condition that fired."""
 
 
 @attrs.frozen
@@ -116,6 +117,7 @@ class Assembler:
         self._evidence_models: dict[tuple[str, str, Any], Evidence] = {}
         self._evidence_json: dict[tuple[str, str, Any], str] = {}
         self._item_models: dict[tuple[Any, ...], Recommendation] = {}
+        self._selections: dict[tuple[int, ...], Selection] = {}
         self._item_json: dict[tuple[Any, ...], str] = {}
 
     def _leaf(self, leaf: FactTest | DerivedTest) -> _Leaf:
@@ -138,6 +140,18 @@ class Assembler:
     # --- selection -----------------------------------------------------------------------
 
     def select(self, fired: list[Fired]) -> Selection:
+        """What the fired rules conclude; memoized by the set of fired rule branches, which
+        many patients share (the selection depends on nothing else)."""
+        signature = tuple(sorted(id(item) for item in fired))
+        cached = self._selections.get(signature)
+        if cached is None:
+            cached = self._select(fired)
+            if len(self._selections) >= _ITEM_CACHE_LIMIT:
+                self._selections.clear()
+            self._selections[signature] = cached
+        return cached
+
+    def _select(self, fired: list[Fired]) -> Selection:
         groups: set[str] = set()
         features: list[str] = []
         missing: list[str] = []
@@ -165,12 +179,12 @@ class Assembler:
             raise EvaluationError(f"ruleset concluded {len(groups)} risk groups "
                                   f"({', '.join(sorted(groups)) or 'none'}); expected one")
         ordered = sorted(chosen.values(), key=lambda entry: entry[2].order)
-        items = [(rule, sorted(branches)) for rule, branches, _ in ordered]
+        items = tuple((rule, tuple(sorted(branches))) for rule, branches, _ in ordered)
         (group,) = groups
         return Selection(group, tuple(sorted(set(features))), tuple(sorted(set(missing))),
                          items)
 
-    def _item_key(self, rule: Rule, branches: list[int],
+    def _item_key(self, rule: Rule, branches: tuple[int, ...],
                   prepared: PreparedFacts) -> tuple[Any, ...]:
         info = self.rules[rule.key]
         values = prepared.values
@@ -179,7 +193,7 @@ class Assembler:
 
     # --- one item's content --------------------------------------------------------------
 
-    def _evidence(self, rule: Rule, branches: list[int],
+    def _evidence(self, rule: Rule, branches: tuple[int, ...],
                   values: Mapping[str, Any]) -> list[tuple[str, Any, str]]:
         leaves = self.rules[rule.key].leaves
         evidence: list[tuple[str, Any, str]] = []
@@ -276,7 +290,7 @@ class Assembler:
         parts.append("]}")
         return "".join(parts)
 
-    def _item_text(self, rule: Rule, branches: list[int], prepared: PreparedFacts) -> str:
+    def _item_text(self, rule: Rule, branches: tuple[int, ...], prepared: PreparedFacts) -> str:
         info = self.rules[rule.key]
         evidence = self._evidence(rule, branches, prepared.values)
         text, reason = self._words(rule, prepared, evidence)

@@ -136,6 +136,8 @@ class Engine:
     def __init__(self, ruleset: Ruleset) -> None:
         self.ruleset = ruleset
         self._names: dict[str, Fired] = {}
+        # name → (what fired, the JSON of the fact it derives or None, the rule id)
+        self._entries: dict[str, tuple[Fired, str | None, str]] = {}
         # The JSON of the fact each deriving rule asserts, with the session id left open.
         self._derived_json: dict[str, str] = {}
         definition: dict[str, Any] = {}
@@ -149,6 +151,8 @@ class Engine:
                 name = f"r{rule_index}_{branch_index}"
                 definition[name] = compile_branch(branch, rule.stage, ruleset.values)
                 self._names[name] = Fired(rule, branch_index)
+                self._entries[name] = (self._names[name], self._derived_json.get(spec.id),
+                                       spec.id)
         self.definition = definition
         self.stages = max((rule.stage for rule in ruleset.rules), default=0)
         tested = {leaf.fact for rule in ruleset.rules for branch in rule.branches
@@ -238,13 +242,12 @@ class Engine:
         while True:
             new_facts = []
             assert session.state is not None
+            entries = self._entries
             for name in self._drain(session):
-                entry = self._names.get(name)
+                entry = entries.get(name)
                 if entry is None:
                     raise EvaluationError(f"rule engine fired an unknown rule {name!r}")
-                fired[name] = entry
-                rule_id = entry.rule.spec.id
-                template = self._derived_json.get(rule_id)
+                fired[name], template, rule_id = entry
                 if template is not None and rule_id not in derived:
                     derived.add(rule_id)
                     new_facts.append(template % sid)

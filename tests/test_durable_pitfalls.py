@@ -175,7 +175,7 @@ def test_the_library_never_starts_durable_host_threads() -> None:
 
 def test_deleting_a_state_with_queued_unstarted_actions_segfaults() -> None:
     """Deleting a state right after an assert that queued actions, before any action was
-    started, crashes the process (found here; not in DURABLE_NOTES): why the engine starts
+    started, crashes the process (found here; not in DURABLE_NOTES; SIGSEGV or SIGABRT): why the engine starts
     an action before freeing a session cut short between an assert and its drain."""
     script = textwrap.dedent("""
         import json, durable_rules_engine as dre
@@ -189,4 +189,6 @@ def test_deleting_a_state_with_queued_unstarted_actions_segfaults() -> None:
     """)
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                             timeout=120, check=False)
-    assert result.returncode == -11, (result.returncode, result.stdout, result.stderr)
+    # The crash is memory corruption: SIGSEGV or SIGABRT depending on the heap's layout.
+    assert result.returncode < 0, (result.returncode, result.stdout, result.stderr)
+    assert "survived" not in result.stdout

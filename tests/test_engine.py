@@ -112,7 +112,7 @@ def test_injected_engine_failure_raises_and_the_next_evaluation_is_correct(
 def test_unknown_rule_name_from_the_engine_is_an_error(
         guideline: Guideline, monkeypatch: pytest.MonkeyPatch) -> None:
     """A fired rule the compiler did not emit is refused, not skipped."""
-    monkeypatch.setattr(guideline.engine, "_names", {})
+    monkeypatch.setattr(guideline.engine, "_entries", {})
     with pytest.raises(EvaluationError, match="unknown rule"):
         guideline.assess(ADULT_PH)
 

@@ -175,8 +175,9 @@ def test_the_library_never_starts_durable_host_threads() -> None:
 
 def test_deleting_a_state_with_queued_unstarted_actions_segfaults() -> None:
     """Deleting a state right after an assert that queued actions, before any action was
-    started, crashes the process (found here; not in DURABLE_NOTES; SIGSEGV or SIGABRT): why the engine starts
-    an action before freeing a session cut short between an assert and its drain."""
+    started, crashes the process (found here; not in DURABLE_NOTES; SIGSEGV or SIGABRT):
+    why the engine starts an action before freeing a session cut short between an assert
+    and its drain."""
     script = textwrap.dedent("""
         import json, durable_rules_engine as dre
         from all_rules import Guideline

@@ -159,8 +159,13 @@ def catalogue_markdown(ruleset: Ruleset) -> str:
            ""]
     for file in ruleset.files:
         out += [f"## {file}", ""]
+        anchored: set[str] = set()
         for rule in (r for r in ruleset.rules if r.file == file):
             spec = rule.spec
+            if spec.id not in anchored:  # the CDS cards link to catalogue.md#<rule id>
+                anchored.add(spec.id)
+                out.append(f'<a id="{spec.id}"></a>')
+                out.append("")
             out.append(f"### `{rule.key}` — {spec.title}")
             out.append("")
             if spec.kind is not None and spec.severity is not None and spec.phase is not None:

@@ -17,6 +17,7 @@ import sys
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
@@ -367,6 +368,9 @@ def _results(chunks: Iterator[Chunk], tables: bool, workers: int,
                     yield pending.popleft().result()
             while pending:
                 yield pending.popleft().result()
+        except BrokenProcessPool:
+            raise EvaluationError("a worker process died (out of memory, or killed); the "
+                                  "output was not kept") from None
         except BaseException:
             for future in pending:
                 future.cancel()

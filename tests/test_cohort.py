@@ -336,3 +336,33 @@ def test_dask_local_cluster_matches_the_local_run() -> None:
     assert len(patients) == 20_000
     assert rows(patients) == rows(local_patients)
     assert rows(recommendations) == rows(local_recommendations)
+
+
+def test_a_dead_worker_fails_the_run_cleanly(cohort_dir: Path, tmp_path: Path) -> None:
+    """A worker killed mid-run (OOM killer, kill -9) fails the run with an EvaluationError
+    and leaves no output behind, instead of a traceback or a silent partial file."""
+    from all_rules import EvaluationError
+
+    source = tmp_path / "big.jsonl"
+    synth.write(source, 30_000, seed=8, fmt="jsonl")
+    killed = {"done": False}
+
+    def progress(_: int) -> None:
+        if killed["done"]:
+            return
+        killed["done"] = True
+        me = os.getpid()
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                stat = (entry / "stat").read_text().split()
+            except OSError:
+                continue
+            if int(stat[3]) == me and "spawn_main" in (entry / "cmdline").read_text():
+                os.kill(int(entry.name), signal.SIGKILL)
+                break
+
+    with pytest.raises(EvaluationError, match="worker process died"):
+        run_cohort(source, tmp_path / "out.jsonl", workers=2, progress=progress)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["big.jsonl"]

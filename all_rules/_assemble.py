@@ -331,12 +331,6 @@ def _typed(value: Any) -> Any:
     return (type(value), value) if not isinstance(value, list) else (list, tuple(value))
 
 
-def _outranks(rule: Rule, other: Rule) -> bool:
-    assert rule.spec.severity is not None
-    assert other.spec.severity is not None
-    return SEVERITY_RANK[rule.spec.severity] > SEVERITY_RANK[other.spec.severity]
-
-
 def _evidence_phrase(fact: str, value: Any, test: str) -> str:
     if test in _DERIVED_TESTS:
         return f"{fact} {test}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 
 from ._conditions import AllOf, AnyOf, DerivedTest, FactTest, Node, ParamRef, Tolerance
@@ -53,8 +54,6 @@ def condition_lines(node: Node, ruleset: Ruleset, indent: str = "") -> Iterator[
 
 def rule_params(rule: Rule) -> list[str]:
     """Names of the parameters a rule uses, in order of first use."""
-    import re
-
     found: list[str] = []
     text = repr(rule.condition) + (rule.spec.text or "") + (rule.spec.reason or "") + repr(
         rule.spec.doses)

@@ -31,6 +31,24 @@ from .output import (
     _trusted,
 )
 
+
+class _Memo(dict[Any, Any]):
+    """A memo that empties itself when full: bounded memory, no eviction bookkeeping on the
+    hot path (the values are immutable, so sharing them between patients is safe)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__()
+        self.limit = limit
+
+    def get_or_make(self, key: Any, make: Any) -> Any:
+        found = self.get(key)
+        if found is None:
+            if len(self) >= self.limit:
+                self.clear()
+            found = self[key] = make()
+        return found
+
+
 _CACHE_LIMIT = 65_536
 _DERIVED_TESTS = ("derived", "not derived", "any derived", "none derived")
 
@@ -114,11 +132,11 @@ class Assembler:
                 [[self._leaf(t) for t in branch] for branch in rule.branches], order, prefix,
                 citations, spec.concludes, rank, tuple(sorted(deps)), "bsa_source" in names)
         self._header = f'"ruleset":{info.model_dump_json()},'
-        self._evidence_models: dict[tuple[str, str, Any], Evidence] = {}
-        self._evidence_json: dict[tuple[str, str, Any], str] = {}
-        self._item_models: dict[tuple[Any, ...], Recommendation] = {}
-        self._selections: dict[tuple[int, ...], Selection] = {}
-        self._item_json: dict[tuple[Any, ...], str] = {}
+        self._evidence_models = _Memo(_CACHE_LIMIT)
+        self._evidence_json = _Memo(_CACHE_LIMIT)
+        self._item_models = _Memo(_ITEM_CACHE_LIMIT)
+        self._item_json = _Memo(_ITEM_CACHE_LIMIT)
+        self._selections = _Memo(_ITEM_CACHE_LIMIT)
 
     def _leaf(self, leaf: FactTest | DerivedTest) -> _Leaf:
         if isinstance(leaf, FactTest):
@@ -143,13 +161,9 @@ class Assembler:
         """What the fired rules conclude; memoized by the set of fired rule branches, which
         many patients share (the selection depends on nothing else)."""
         signature = tuple(sorted(id(item) for item in fired))
-        cached = self._selections.get(signature)
-        if cached is None:
-            cached = self._select(fired)
-            if len(self._selections) >= _ITEM_CACHE_LIMIT:
-                self._selections.clear()
-            self._selections[signature] = cached
-        return cached
+        selection: Selection = self._selections.get_or_make(signature,
+                                                            lambda: self._select(fired))
+        return selection
 
     def _select(self, fired: list[Fired]) -> Selection:
         groups: set[str] = set()
@@ -235,37 +249,32 @@ class Assembler:
 
     def model(self, prepared: PreparedFacts, selection: Selection) -> Assessment:
         """The assessment as pydantic models."""
-        items = []
-        cache = self._item_models
-        for rule, branches in selection.items:
-            key = self._item_key(rule, branches, prepared)
-            cached = cache.get(key)
-            if cached is not None:
-                items.append(cached)
-                continue
-            spec = rule.spec
-            evidence = self._evidence(rule, branches, prepared.values)
-            text, reason = self._words(rule, prepared, evidence)
-            doses = self._doses(rule, prepared)
-            item = _trusted(Recommendation, {
-                "id": spec.id, "kind": spec.kind, "severity": spec.severity,
-                "phase": spec.phase, "text": text, "reason": reason,
-                "evidence": tuple(self._evidence_model(*e) for e in evidence),
-                "citations": tuple(spec.citations),
-                "doses": None if doses is None else tuple(_trusted(DoseLine, d)
-                                                          for d in doses),
-            })
-            if len(cache) >= _ITEM_CACHE_LIMIT:
-                cache.clear()
-            cache[key] = item
-            items.append(item)
+        items = tuple(
+            self._item_models.get_or_make(self._item_key(rule, branches, prepared),
+                                          lambda r=rule, b=branches: self._item_model(
+                                              r, b, prepared))
+            for rule, branches in selection.items)
         return _trusted(Assessment, {
             "patient_id": prepared.patient_id,
             "ruleset": self.info,
             "risk": _trusted(Risk, {"group": RiskGroup(selection.group),
                                     "features": selection.features,
                                     "missing": selection.missing}),
-            "recommendations": tuple(items),
+            "recommendations": items,
+        })
+
+    def _item_model(self, rule: Rule, branches: tuple[int, ...],
+                    prepared: PreparedFacts) -> Recommendation:
+        spec = rule.spec
+        evidence = self._evidence(rule, branches, prepared.values)
+        text, reason = self._words(rule, prepared, evidence)
+        doses = self._doses(rule, prepared)
+        return _trusted(Recommendation, {
+            "id": spec.id, "kind": spec.kind, "severity": spec.severity,
+            "phase": spec.phase, "text": text, "reason": reason,
+            "evidence": tuple(self._evidence_model(*e) for e in evidence),
+            "citations": tuple(spec.citations),
+            "doses": None if doses is None else tuple(_trusted(DoseLine, d) for d in doses),
         })
 
     def json(self, prepared: PreparedFacts, selection: Selection) -> str:
@@ -275,18 +284,11 @@ class Assembler:
                  f'"risk":{{"group":"{selection.group}",'
                  f'"features":{_strings(selection.features)},'
                  f'"missing":{_strings(selection.missing)}}},"recommendations":[']
-        cache = self._item_json
-        rendered = []
-        for rule, branches in selection.items:
-            key = self._item_key(rule, branches, prepared)
-            text_of_item = cache.get(key)
-            if text_of_item is None:
-                text_of_item = self._item_text(rule, branches, prepared)
-                if len(cache) >= _ITEM_CACHE_LIMIT:
-                    cache.clear()
-                cache[key] = text_of_item
-            rendered.append(text_of_item)
-        parts.append(",".join(rendered))
+        parts.append(",".join(
+            self._item_json.get_or_make(self._item_key(rule, branches, prepared),
+                                        lambda r=rule, b=branches: self._item_text(
+                                            r, b, prepared))
+            for rule, branches in selection.items))
         parts.append("]}")
         return "".join(parts)
 
@@ -304,26 +306,17 @@ class Assembler:
         return "".join(parts)
 
     def _evidence_model(self, fact: str, value: Any, test: str) -> Evidence:
-        key = (fact, test, _typed(value))
-        cached = self._evidence_models.get(key)
-        if cached is None:
-            if len(self._evidence_models) >= _CACHE_LIMIT:
-                self._evidence_models.clear()
-            cached = _trusted(Evidence, {"fact": fact, "value": value, "test": test,
-                                         "source": None})
-            self._evidence_models[key] = cached
-        return cached
+        evidence: Evidence = self._evidence_models.get_or_make(
+            (fact, test, _typed(value)),
+            lambda: _trusted(Evidence, {"fact": fact, "value": value, "test": test,
+                                        "source": None}))
+        return evidence
 
     def _evidence_text(self, fact: str, value: Any, test: str) -> str:
-        key = (fact, test, _typed(value))
-        cached = self._evidence_json.get(key)
-        if cached is None:
-            if len(self._evidence_json) >= _CACHE_LIMIT:
-                self._evidence_json.clear()
-            cached = (f'{{"fact":{_dumps(fact)},"value":{_dumps(value)},'
-                      f'"test":{_dumps(test)}}}')
-            self._evidence_json[key] = cached
-        return cached
+        text: str = self._evidence_json.get_or_make(
+            (fact, test, _typed(value)),
+            lambda: f'{{"fact":{_dumps(fact)},"value":{_dumps(value)},"test":{_dumps(test)}}}')
+        return text
 
 
 def _typed(value: Any) -> Any:

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 
-from ._conditions import AllOf, AnyOf, DerivedTest, FactTest, Node, ParamRef, Tolerance
+from ._conditions import AllOf, AnyOf, DerivedTest, FactTest, Node, ParamRef, Tolerance, walk
 from ._factspec import FACTS
 from ._format import literal_text, number, value_text
 from ._ruleset import Rule, Ruleset
@@ -55,12 +54,25 @@ def condition_lines(node: Node, ruleset: Ruleset, indent: str = "") -> Iterator[
 def rule_params(rule: Rule) -> list[str]:
     """Names of the parameters a rule uses, in order of first use."""
     found: list[str] = []
-    text = repr(rule.condition) + (rule.spec.text or "") + (rule.spec.reason or "") + repr(
-        rule.spec.doses)
-    for name in re.findall(r"ParamRef\(name='([a-z0-9_]+)'\)|\$([a-z0-9_]+)", text):
-        value = name[0] or name[1]
-        if value not in found:
-            found.append(value)
+
+    def add(value: object) -> None:
+        if isinstance(value, ParamRef) and value.name not in found:
+            found.append(value.name)
+        elif isinstance(value, Tolerance):
+            add(value.base)
+            add(value.percent)
+        elif isinstance(value, str) and value.startswith("$"):
+            add(ParamRef(value[1:]))
+
+    for leaf in walk(rule.condition):
+        if isinstance(leaf, FactTest):
+            add(leaf.value)
+    for template in (rule.text, rule.reason):
+        for name in template.names() if template is not None else ():
+            add(name)
+    for dose in rule.spec.doses:
+        for value in (dose.per_m2, dose.per_m2_max, dose.cap):
+            add(value)
     return found
 
 

@@ -135,8 +135,7 @@ class Engine:
 
     def __init__(self, ruleset: Ruleset) -> None:
         self.ruleset = ruleset
-        self._names: dict[str, Fired] = {}
-        # name → (what fired, the JSON of the fact it derives or None, the rule id)
+        # engine rule name → (what fired, the JSON of the fact it derives or None, the rule id)
         self._entries: dict[str, tuple[Fired, str | None, str]] = {}
         # The JSON of the fact each deriving rule asserts, with the session id left open.
         self._derived_json: dict[str, str] = {}
@@ -150,9 +149,8 @@ class Engine:
             for branch_index, branch in enumerate(rule.branches):
                 name = f"r{rule_index}_{branch_index}"
                 definition[name] = compile_branch(branch, rule.stage, ruleset.values)
-                self._names[name] = Fired(rule, branch_index)
-                self._entries[name] = (self._names[name], self._derived_json.get(spec.id),
-                                       spec.id)
+                self._entries[name] = (Fired(rule, branch_index),
+                                       self._derived_json.get(spec.id), spec.id)
         self.definition = definition
         self.stages = max((rule.stage for rule in ruleset.rules), default=0)
         tested = {leaf.fact for rule in ruleset.rules for branch in rule.branches

@@ -88,7 +88,7 @@ def format_doses(doses: Iterable[Mapping[str, Any]]) -> str:
     return "; ".join(f"{d['drug']} {d['dose']:g} {d['unit']}" for d in doses)
 
 
-def _from_text(name: str, kind: str, text: str) -> Any:
+def _from_text(kind: str, text: str) -> Any:
     value = text.strip()
     if kind == "float":
         try:
@@ -133,7 +133,7 @@ def record_to_facts(record: Mapping[str, Any]) -> tuple[dict[str, Any], list[Fie
                 value = parse_doses(value) if isinstance(value, str) else list(value)
             elif isinstance(value, str) and kind != "str":
                 # CSV cells, and object columns a data-frame library turned into strings.
-                value = _from_text(name, kind, value)
+                value = _from_text(kind, value)
             elif kind == "int" and isinstance(value, float) and value.is_integer():
                 value = int(value)  # an integer column with gaps arrives as floats
         except ValueError as error:

@@ -37,10 +37,9 @@ class RowError(BaseModel):
     errors: tuple[RowErrorField, ...]
 
     @classmethod
-    def of(cls, row: int, patient_id: Any, kind: str,
+    def of(cls, row: int, patient_id: str | None, kind: str,
            errors: Iterable[FieldError]) -> RowError:
-        pid = patient_id if isinstance(patient_id, str) else None
-        return cls(row=row, patient_id=pid, kind=kind,
+        return cls(row=row, patient_id=patient_id, kind=kind,
                    errors=tuple(RowErrorField(field=e.field, message=e.message)
                                 for e in errors))
 
@@ -49,6 +48,13 @@ class RowError(BaseModel):
 
 
 Result = Assessment | RowError
+
+
+def _patient_id(facts: Any) -> str | None:
+    """The row's patient id, if it has a usable one (for error records)."""
+    value = facts.get("patient_id") if isinstance(facts, Mapping) else getattr(
+        facts, "patient_id", None)
+    return value if isinstance(value, str) else None
 
 
 def _all_errors(facts: Any, cell_errors: list[FieldError]) -> list[FieldError]:
@@ -67,8 +73,7 @@ def _all_errors(facts: Any, cell_errors: list[FieldError]) -> list[FieldError]:
 def assess_row(guideline: Guideline, row: int, facts: Any, *,
                cell_errors: list[FieldError] | None = None) -> Result:
     """Assess one row; bad input and engine failures become a RowError, never an exception."""
-    patient_id = facts.get("patient_id") if isinstance(facts, Mapping) else getattr(
-        facts, "patient_id", None)
+    patient_id = _patient_id(facts)
     if cell_errors:
         return RowError.of(row, patient_id, "invalid", _all_errors(facts, cell_errors))
     try:
@@ -92,9 +97,7 @@ def table_rows(guideline: Guideline, row: int, facts: Any,
     """One row as table rows (patients, recommendations), from the selection alone: tables
     carry ids, not wording, so nothing is rendered."""
     outcome: Selection | RowError
-    patient_id = facts.get("patient_id") if isinstance(facts, Mapping) else getattr(
-        facts, "patient_id", None)
-    patient_id = patient_id if isinstance(patient_id, str) else None
+    patient_id = _patient_id(facts)
     if cell_errors:
         outcome = RowError.of(row, patient_id, "invalid", _all_errors(facts, cell_errors))
     else:

@@ -7,7 +7,7 @@ These are the boundary models of the output; ``Assessment.to_json()`` is byte fo
 from __future__ import annotations
 
 import json
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 from pydantic import BaseModel, ConfigDict, SerializationInfo, model_serializer
 
@@ -22,7 +22,22 @@ class _Out(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
-class Evidence(_Out):
+class _OmitAbsent(_Out):
+    """An output model some of whose optional fields are left out when absent."""
+
+    #: Optional fields left out of the JSON when absent (SPEC §2 has no nulls for them).
+    _omit_if_none: ClassVar[tuple[str, ...]] = ()
+
+    @model_serializer(mode="wrap")
+    def _omit_absent(self, handler: Any, info: SerializationInfo) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        for name in self._omit_if_none:
+            if getattr(self, name) is None:
+                data.pop(name, None)
+        return data
+
+
+class Evidence(_OmitAbsent):
     """One fact and the test it passed (``value`` is ``None`` when the test was "unknown").
 
     ``source`` names the record the fact came from (a FHIR resource such as
@@ -33,12 +48,7 @@ class Evidence(_Out):
     test: str
     source: str | None = None
 
-    @model_serializer(mode="wrap")
-    def _drop_absent_source(self, handler: Any, info: SerializationInfo) -> dict[str, Any]:
-        data: dict[str, Any] = handler(self)
-        if self.source is None:
-            data.pop("source", None)
-        return data
+    _omit_if_none = ("source",)
 
 
 class DoseLine(_Out):
@@ -56,7 +66,7 @@ class DoseLine(_Out):
     schedule: str
 
 
-class Recommendation(_Out):
+class Recommendation(_OmitAbsent):
     """One output item: what to do or know, why, on what evidence, from which sources."""
 
     id: str
@@ -69,12 +79,7 @@ class Recommendation(_Out):
     citations: tuple[Citation, ...]
     doses: tuple[DoseLine, ...] | None = None
 
-    @model_serializer(mode="wrap")
-    def _drop_absent_doses(self, handler: Any, info: SerializationInfo) -> dict[str, Any]:
-        data: dict[str, Any] = handler(self)
-        if self.doses is None:
-            data.pop("doses", None)
-        return data
+    _omit_if_none = ("doses",)
 
 
 class Risk(_Out):

@@ -288,6 +288,11 @@ def test_feedback_is_accepted_and_logged_without_patient_data(
          "overrideReason": {"reason": {"code": "patient-declined"}},
          "outcomeTimestamp": "2026-11-27T10:00:00Z"}]})
     assert response.status_code == 200
+    logged = [json.loads(r.getMessage()) for r in caplog.records
+              if r.name == "all_rules.cds" and '"feedback"' in r.getMessage()]
+    assert logged[-1]["outcome"] == "overridden"
+    assert logged[-1]["overrideReason"] == "patient-declined"
+    assert set(logged[-1]) == {"event", "service", "card", "outcome", "overrideReason"}
     bad = call(server, "/cds-services/all-rules-patient-view/feedback", {"nope": 1})
     assert bad.status_code == 400
 

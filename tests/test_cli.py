@@ -102,6 +102,8 @@ def test_rules_show_gives_the_condition_in_words(capsys: pytest.CaptureFixture[s
     assert "WBC at diagnosis (wbc_at_diagnosis_10e9_per_l) > 30 ×10⁹/L" in out
     assert "adult_b_wbc_10e9_per_l = 30 ×10⁹/L" in out
     assert "[5] Treatment and biology of pediatric acute lymphoblastic leukemia" in out
+    _, tolerance, _ = run(capsys, "rules", "show", "audit.pegaspargase_dose")
+    assert "dose_tolerance_percent = 5 %" in tolerance  # a parameter inside a tolerance
 
 
 def test_rules_show_unknown_id(capsys: pytest.CaptureFixture[str]) -> None:

@@ -51,6 +51,18 @@ def test_assess_many_yields_in_order_and_keeps_going(guideline: Guideline) -> No
     assert results[3].patient_id == "d"
 
 
+def test_assess_many_reads_flat_records(guideline: Guideline) -> None:
+    """flat=True takes CSV-style records: dotted plan columns, doses as text, text cells."""
+    rows = [{"age_years": "40", "lineage": "B", "ph_status": "positive", "bsa_m2": 2.0,
+             "plan.tki": "false", "plan.doses": "vincristine 2.5 mg"},
+            {"age_years": 40, "plan.doses": "vincristine lots mg"}]
+    first, second = assess_many(rows, guideline=guideline, flat=True)
+    assert not isinstance(first, RowError)
+    assert {"audit.ph_without_tki", "audit.vincristine_dose"} <= set(first.ids())
+    assert isinstance(second, RowError)
+    assert [e.field for e in second.errors] == ["plan.doses"]
+
+
 def test_assess_many_is_lazy() -> None:
     """An endless generator of rows is consumed only as results are taken."""
     endless = ({"age_years": float(i % 90), "patient_id": str(i)} for i in count())

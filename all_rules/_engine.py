@@ -6,9 +6,14 @@ avoids every hazard of ``durable.engine.Host`` measured in DURABLE_NOTES.md:
 * no ``Host``, hence no timer threads running actions in the background;
 * no Python actions at all: a fired rule is read from the message name, so no exception can
   be swallowed inside an action and no action object costs time;
-* one process-wide lock around every engine call, and a fresh session id per evaluation that
-  is deleted in ``finally``: at most one state is alive, so the 1,024-state limit and the
-  32-bit sid hash collisions cannot bite;
+* one process-wide lock around every engine call, and one session state per compiled
+  ruleset, used by one evaluation at a time: the 1,024-state limit and 32-bit sid hash
+  collisions cannot bite. Creating a state costs more than evaluating a patient (durable
+  clears ~8 KiB per beta node), so a state is reused: after each evaluation every fact it
+  asserted is retracted, stage facts first (so no negation can fire on the way out), and the
+  state is checked empty with no action queued. Any failure, or a state found unclean,
+  deletes the state (on every path) and the next evaluation starts a fresh one; a state is
+  also renewed every ``RENEW_EVERY`` evaluations, so nothing can accumulate unseen;
 * facts are typed by pydantic before they get here; unknown facts are *absent* from the
   engine's fact, and an absent field satisfies no comparison;
 * every pattern carries a discriminator (``t``), so a test of absence cannot loop;
@@ -36,8 +41,9 @@ from .exceptions import EvaluationError
 
 #: The C engine keeps process-wide tables and never releases the GIL: one lock for all.
 ENGINE_LOCK = threading.RLock()
-_session_ids = itertools.count(1)
 _ruleset_ids = itertools.count(1)
+#: A reused session state is deleted and created afresh after this many evaluations.
+RENEW_EVERY = 10_000
 
 _OPS = {"ne": "$neq", "gt": "$gt", "gte": "$gte", "lt": "$lt", "lte": "$lte"}
 
@@ -116,10 +122,12 @@ def compile_branch(branch: Branch, stage: int, values: Mapping[str, float]) -> d
 
 @attrs.define
 class _Session:
-    """The engine state of one evaluation, and whether deleting it is safe yet."""
+    """The engine's session state, and whether deleting it is safe yet."""
 
+    sid: str
     state: int | None = None
     action_started: bool = True
+    evaluations: int = 0
 
 
 @attrs.frozen
@@ -135,8 +143,8 @@ class Engine:
 
     def __init__(self, ruleset: Ruleset) -> None:
         self.ruleset = ruleset
-        # engine rule name → (what fired, the JSON of the fact it derives or None, the rule id)
-        self._entries: dict[str, tuple[Fired, str | None, str]] = {}
+        # engine rule name → (what fired, the JSON of the fact it derives or None)
+        self._entries: dict[str, tuple[Fired, str | None]] = {}
         # The JSON of the fact each deriving rule asserts, with the session id left open.
         self._derived_json: dict[str, str] = {}
         definition: dict[str, Any] = {}
@@ -145,12 +153,12 @@ class Engine:
             if spec.concludes is not Concludes.RECOMMENDATION:
                 self._derived_json[spec.id] = (
                     f'{{"t":"derived","kind":"{spec.concludes.value}","name":'
-                    f'{json.dumps(spec.id)},"sid":"%s"}}')
+                    f'{json.dumps(spec.id)},"sid":"%s","id":{json.dumps("d:" + spec.id)}}}')
             for branch_index, branch in enumerate(rule.branches):
                 name = f"r{rule_index}_{branch_index}"
                 definition[name] = compile_branch(branch, rule.stage, ruleset.values)
                 self._entries[name] = (Fired(rule, branch_index),
-                                       self._derived_json.get(spec.id), spec.id)
+                                       self._derived_json.get(spec.id))
         self.definition = definition
         self.stages = max((rule.stage for rule in ruleset.rules), default=0)
         tested = {leaf.fact for rule in ruleset.rules for branch in rule.branches
@@ -158,15 +166,20 @@ class Engine:
         #: (public name, engine key) of every fact some rule tests; the others are not sent.
         self.tested = tuple(sorted((name, FACTS[name].key) for name in tested))
         with ENGINE_LOCK:
-            self._handle = _dre.create_ruleset(
-                f"{ruleset.name}-{next(_ruleset_ids)}", _fixed_point(definition)
-            )
+            number = next(_ruleset_ids)
+            self._handle = _dre.create_ruleset(f"{ruleset.name}-{number}",
+                                               _fixed_point(definition))
+        self._session = _Session(f"s{number}")
 
     def close(self) -> None:
         """Release the engine's ruleset (idempotent)."""
-        handle, self._handle = self._handle, None
-        if handle is not None:
-            with ENGINE_LOCK:
+        with ENGINE_LOCK:
+            if self._handle is None:
+                return
+            try:
+                self._free(self._session)
+            finally:
+                handle, self._handle = self._handle, None
                 _dre.delete_ruleset(handle)
 
     def __del__(self) -> None:
@@ -182,24 +195,30 @@ class Engine:
         """
         if self._handle is None:
             raise EvaluationError("engine is closed")
+        session = self._session
+        sid = session.sid
         patient: dict[str, Any] = {"t": "patient"}
         for name, key in self.tested:
             value = values.get(name)
             if value is not None:
                 patient[key] = value
+        patient["sid"], patient["id"] = sid, "patient"
         with ENGINE_LOCK:
-            sid = str(next(_session_ids))
-            patient["sid"] = sid
-            session = _Session()
+            clean = False
             try:
                 fired: dict[str, Fired] = {}
-                derived: set[str] = set()
-                self._assert(session, _dre.assert_fact, to_engine_json(patient))
-                self._settle(session, sid, fired, derived)
+                derived: list[str] = []
+                stages: list[str] = []
+                asserted = to_engine_json(patient)
+                self._assert(session, _dre.assert_fact, asserted)
+                self._settle(session, fired, derived)
                 for stage in range(1, self.stages + 1):
-                    stage_fact = f'{{"t":"stage","n":{stage},"sid":"{sid}"}}'
-                    self._assert(session, _dre.assert_fact, stage_fact)
-                    self._settle(session, sid, fired, derived)
+                    stages.append(f'{{"t":"stage","n":{stage},"sid":"{sid}","id":"stage{stage}"}}')
+                    self._assert(session, _dre.assert_fact, stages[-1])
+                    self._settle(session, fired, derived)
+                # Stage facts first: once they are gone no negation can fire on retraction.
+                self._retract(session, [*stages, *derived, asserted])
+                clean = session.evaluations < RENEW_EVERY
                 return list(fired.values())
             except EvaluationError:
                 raise
@@ -207,10 +226,11 @@ class Engine:
                 raise EvaluationError(f"rule engine failed: {type(error).__name__}: "
                                       f"{_scrub(error)}") from None
             finally:
-                self._free(session, sid)
+                if not clean:
+                    self._free(session)
 
-    def _free(self, session: _Session, sid: str) -> None:
-        """Delete the session's state, on every path.
+    def _free(self, session: _Session) -> None:
+        """Delete the session's state: after any failure, and when it is due for renewal.
 
         durable segfaults when a state is deleted while actions are queued and none has been
         started (tests/test_durable_pitfalls.py); an evaluation cut short between an assert
@@ -218,11 +238,13 @@ class Engine:
         """
         if session.state is None:
             return
+        state, session.state, session.evaluations = session.state, None, 0
         if not session.action_started:
             with contextlib.suppress(Exception):
-                _dre.start_action_for_state(self._handle, session.state)
+                _dre.start_action_for_state(self._handle, state)
+        session.action_started = True
         try:
-            _dre.delete_state(self._handle, sid)
+            _dre.delete_state(self._handle, session.sid)
         except Exception as error:  # a leaked state must not pass silently
             raise EvaluationError(
                 f"rule engine could not free its session state: {_scrub(error)}") from None
@@ -230,27 +252,44 @@ class Engine:
     def _assert(self, session: _Session, function: Any, message: str) -> None:
         code, state = function(self._handle, message)
         session.state, session.action_started = int(state), False
-        # 0: handled; 1: matched no rule; 2: an identical fact was already there.
-        if code not in (0, 1, 2):
+        # 0: handled; 1: matched no rule. 2 (a fact with this id is already there) would mean
+        # a fact left over from an earlier evaluation.
+        if code not in (0, 1):
             raise EvaluationError(f"rule engine refused a fact (code {code})")
 
-    def _settle(self, session: _Session, sid: str, fired: dict[str, Fired],
-                derived: set[str]) -> None:
-        """Drain fired rules; assert what they derive; repeat until nothing new fires."""
+    def _retract(self, session: _Session, facts: list[str]) -> None:
+        """Retract every fact of this evaluation; the state must then be empty and idle."""
+        code, _ = _dre.retract_facts(self._handle, "[" + ",".join(facts) + "]")
+        if code not in (0, 1):
+            raise EvaluationError(f"rule engine refused a retraction (code {code})")
+        if _dre.start_action_for_state(self._handle, session.state) is not None:
+            session.action_started = True
+            raise EvaluationError("rule engine fired a rule while facts were retracted")
+        if _dre.get_facts(self._handle, session.sid) != "[]":
+            raise EvaluationError("rule engine kept a fact after its retraction")
+        session.evaluations += 1
+
+    def _settle(self, session: _Session, fired: dict[str, Fired], derived: list[str]) -> None:
+        """Drain fired rules; assert what they derive; repeat until nothing new fires.
+
+        ``derived`` collects the JSON of every derived fact asserted (one per rule id)."""
+        done = set(derived)
         while True:
             new_facts = []
-            assert session.state is not None
             entries = self._entries
             for name in self._drain(session):
                 entry = entries.get(name)
                 if entry is None:
                     raise EvaluationError(f"rule engine fired an unknown rule {name!r}")
-                fired[name], template, rule_id = entry
-                if template is not None and rule_id not in derived:
-                    derived.add(rule_id)
-                    new_facts.append(template % sid)
+                fired[name], template = entry
+                if template is not None:
+                    fact = template % session.sid
+                    if fact not in done:
+                        done.add(fact)
+                        new_facts.append(fact)
             if not new_facts:
                 return
+            derived.extend(new_facts)
             self._assert(session, _dre.assert_facts, "[" + ",".join(new_facts) + "]")
 
     def _drain(self, session: _Session) -> list[str]:

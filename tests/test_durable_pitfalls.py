@@ -173,6 +173,35 @@ def test_the_library_never_starts_durable_host_threads() -> None:
     assert out[1] == "1"
 
 
+def test_retraction_and_negation_in_a_reused_state(engine: Any) -> None:
+    """What the engine's reuse of one session state relies on: a fact asserted again under an
+    id already there is refused with code 2 (how a leftover fact is caught); retracting a fact
+    that a negation tests fires the negating rule while its other patterns still hold (why
+    stage facts are retracted first); and once everything is retracted the state is empty."""
+    handle = engine.ruleset({"gated": {"all": [
+        {"s": {"$and": [{"t": "stage"}]}},
+        {"n$not": {"$and": [{"t": "derived"}]}}]}})
+    stage = json.dumps({"t": "stage", "sid": "reuse", "id": "stage"})
+    derived = json.dumps({"t": "derived", "sid": "reuse", "id": "derived"})
+    with ENGINE_LOCK:
+        try:
+            code, state = dre.assert_fact(handle, derived)
+            assert code in (0, 1)
+            assert dre.assert_fact(handle, derived)[0] == 2
+            dre.assert_fact(handle, stage)
+            assert _fired(handle, state) == []
+            dre.retract_fact(handle, derived)  # stage still there: the negation now matches
+            assert _fired(handle, state) == ["gated"]
+            dre.assert_fact(handle, derived)
+            dre.retract_facts(handle, f"[{stage},{derived}]")  # stage first: nothing fires
+            assert _fired(handle, state) == []
+            assert dre.get_facts(handle, "reuse") == "[]"
+            assert dre.assert_fact(handle, derived)[0] != 2  # the id is free again
+            dre.retract_fact(handle, derived)
+        finally:
+            dre.delete_state(handle, "reuse")
+
+
 _DELETE_AFTER_ASSERT = textwrap.dedent("""
     import json, sys, durable_rules_engine as dre
     from all_rules import Guideline

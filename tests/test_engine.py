@@ -55,10 +55,79 @@ def test_100k_consecutive_evaluations_no_error_no_growth(fresh_guideline: Guidel
             assert assessment.to_json() == reference[i]
     growth = _rss_kib() - baseline
     assert growth < 20_000, f"resident memory grew by {growth} KiB"
-    # No state is left behind: the last session id has no state.
-    last = str(next(engine_module._session_ids) - 1)
-    with ENGINE_LOCK, pytest.raises(dre.error, match="309"):
-        dre.get_state(fresh_guideline.engine._handle, last)
+    # Nothing is left behind: the reused session state holds no fact.
+    assert _facts_left(fresh_guideline) == []
+
+
+def _facts_left(guideline: Guideline) -> list[Any] | None:
+    """The facts in the engine's session state; None when no state exists."""
+    engine = guideline.engine
+    with ENGINE_LOCK:
+        try:
+            return list(json.loads(dre.get_facts(engine._handle, engine._session.sid)))
+        except dre.error as error:
+            if "309" not in str(error):  # ERR_SID_NOT_FOUND: no state; anything else is wrong
+                raise
+            return None
+
+
+def test_a_reused_session_state_gives_the_results_of_fresh_ones(
+        fresh_guideline: Guideline, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One session state serves patient after patient (creating one costs more than an
+    evaluation); no patient's facts or derivations leak into the next: 3,000 patients in a
+    row give exactly what a fresh state per patient gives."""
+    patients = [_patient(i) for i in range(3_000)]
+    reused = [_signature(fresh_guideline, p) for p in patients]
+    monkeypatch.setattr(engine_module, "RENEW_EVERY", 1)
+    fresh = [_signature(fresh_guideline, p) for p in patients]
+    assert _facts_left(fresh_guideline) is None  # renewed after every evaluation
+    assert reused == fresh
+
+
+def test_the_session_state_is_renewed_periodically(
+        fresh_guideline: Guideline, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every RENEW_EVERY evaluations the state is deleted; the next evaluation makes one."""
+    monkeypatch.setattr(engine_module, "RENEW_EVERY", 3)
+    fresh_guideline.assess(ADULT_PH)
+    fresh_guideline.assess(ADULT_PH)
+    assert _facts_left(fresh_guideline) == []
+    fresh_guideline.assess(ADULT_PH)
+    assert _facts_left(fresh_guideline) is None
+    assert fresh_guideline.assess(ADULT_PH).risk.group.value == "high"
+    assert _facts_left(fresh_guideline) == []
+
+
+def test_a_fact_left_in_the_session_state_fails_the_evaluation(guideline: Guideline) -> None:
+    """Were a fact left from an earlier evaluation, the patient's own assert is refused (code
+    2): the evaluation fails, the state is deleted, and the next evaluation is right."""
+    expected = _signature(guideline, ADULT_PH)
+    engine = guideline.engine
+    with ENGINE_LOCK:
+        dre.assert_fact(engine._handle, json.dumps(
+            {"t": "patient", "sid": engine._session.sid, "id": "patient", "age_years": 5}))
+    with pytest.raises(EvaluationError, match="refused a fact"):
+        guideline.assess(ADULT_PH)
+    assert _facts_left(guideline) is None
+    assert _signature(guideline, ADULT_PH) == expected
+
+
+def test_a_retraction_that_leaves_a_fact_fails_the_evaluation(
+        guideline: Guideline, monkeypatch: pytest.MonkeyPatch) -> None:
+    """After each evaluation the state must be empty; if a retraction kept a fact, the
+    evaluation fails instead of passing the fact to the next patient."""
+    expected = _signature(guideline, ADULT_PH)
+    real = dre.retract_facts
+
+    def keeps_the_patient(handle: int, facts: str) -> Any:
+        kept = [f for f in json.loads(facts) if f["t"] != "patient"]
+        return real(handle, json.dumps(kept))
+
+    monkeypatch.setattr(dre, "retract_facts", keeps_the_patient)
+    with pytest.raises(EvaluationError, match="kept a fact"):
+        guideline.assess(ADULT_PH)
+    monkeypatch.setattr(dre, "retract_facts", real)
+    assert _facts_left(guideline) is None
+    assert _signature(guideline, ADULT_PH) == expected
 
 
 def test_eight_threads_match_a_sequential_run(guideline: Guideline) -> None:
@@ -103,9 +172,7 @@ def test_injected_engine_failure_raises_and_the_next_evaluation_is_correct(
         guideline.assess(ADULT_PH)
     assert "42" not in str(caught.value), "engine error text must not echo the patient's fact"
     monkeypatch.setattr(dre, "complete_and_start_action", real)
-    last = str(next(engine_module._session_ids) - 1)
-    with ENGINE_LOCK, pytest.raises(dre.error, match="309"):
-        dre.get_state(guideline.engine._handle, last)
+    assert _facts_left(guideline) is None  # the failed evaluation's state was deleted
     assert _signature(guideline, ADULT_PH) == expected
 
 
@@ -119,7 +186,9 @@ def test_unknown_rule_name_from_the_engine_is_an_error(
 
 def test_failure_to_free_state_is_an_error(
         guideline: Guideline, monkeypatch: pytest.MonkeyPatch) -> None:
-    """If the session state cannot be freed, the evaluation fails instead of leaking."""
+    """If the session state cannot be freed (here when it is due for renewal), the
+    evaluation fails instead of leaking."""
+    monkeypatch.setattr(engine_module, "RENEW_EVERY", 1)
     real = dre.delete_state
 
     def failing(handle: int, sid: str) -> None:

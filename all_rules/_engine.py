@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
+import math
 import threading
 from collections.abc import Mapping
 from typing import Any
@@ -63,14 +64,28 @@ def _fixed_point(value: Any) -> str:
     raise TypeError(f"cannot send {type(value).__name__} to the engine")
 
 
-def to_engine_json(message: Mapping[str, Any]) -> str:
-    """JSON of a flat fact the engine can parse: its parser rejects exponents such as
+_string: Any = getattr(json.encoder, "c_encode_basestring", None) or \
+    json.encoder.py_encode_basestring
+
+
+def _engine_value(value: Any) -> str:
+    """One fact value as JSON the engine can parse: its parser rejects exponents such as
     ``1e-05`` (error 204), which Python writes for floats below 1e-4 or from 1e16, so such
     numbers are written in fixed point (12 places)."""
-    for value in message.values():
-        if type(value) is float and value != 0.0 and not 1e-4 <= abs(value) < 1e16:
-            return _fixed_point(message)
-    return json.dumps(message)
+    kind = type(value)
+    if kind is float:
+        if value != 0.0 and not 1e-4 <= abs(value) < 1e16:
+            if not math.isfinite(value):
+                raise EvaluationError("a non-finite number cannot be sent to the engine")
+            return _fixed_point(value)
+        return repr(value)
+    if kind is bool:
+        return "true" if value else "false"
+    if kind is int:
+        return str(value)
+    if kind is str:
+        return str(_string(value))
+    raise EvaluationError(f"cannot send a {kind.__name__} to the engine")
 
 
 def resolve(value: Any, values: Mapping[str, float]) -> Any:
@@ -165,6 +180,7 @@ class Engine:
                   for leaf in branch if isinstance(leaf, FactTest)}
         #: (public name, engine key) of every fact some rule tests; the others are not sent.
         self.tested = tuple(sorted((name, FACTS[name].key) for name in tested))
+        self._tested_json = tuple((name, f',"{key}":') for name, key in self.tested)
         with ENGINE_LOCK:
             number = next(_ruleset_ids)
             self._handle = _dre.create_ruleset(f"{ruleset.name}-{number}",
@@ -197,19 +213,19 @@ class Engine:
             raise EvaluationError("engine is closed")
         session = self._session
         sid = session.sid
-        patient: dict[str, Any] = {"t": "patient"}
-        for name, key in self.tested:
+        parts = [f'{{"t":"patient","sid":"{sid}","id":"patient"']
+        for name, key in self._tested_json:
             value = values.get(name)
             if value is not None:
-                patient[key] = value
-        patient["sid"], patient["id"] = sid, "patient"
+                parts.append(key + _engine_value(value))
+        parts.append("}")
+        asserted = "".join(parts)
         with ENGINE_LOCK:
             clean = False
             try:
                 fired: dict[str, Fired] = {}
                 derived: list[str] = []
                 stages: list[str] = []
-                asserted = to_engine_json(patient)
                 self._assert(session, _dre.assert_fact, asserted)
                 self._settle(session, fired, derived)
                 for stage in range(1, self.stages + 1):

@@ -13,6 +13,7 @@ from typing import Any
 
 import attrs
 
+from . import facts as _facts
 from ._factspec import FACTS
 from .facts import Dose, DoseUnit, Drug, PatientFacts, Plan
 
@@ -39,8 +40,14 @@ def mosteller_bsa_m2(height_cm: float, weight_kg: float) -> float:
 
 
 def _plain(value: Any) -> Any:
-    if isinstance(value, Enum):
-        return None if value.value == "unknown" else value.value
+    """A fact's value as the engine and the output hold it: enums as plain strings,
+    ``unknown`` as None, -0.0 as 0.0 (they hash alike but print differently)."""
+    kind = type(value)
+    if kind is float:
+        return value + 0.0
+    if kind in _ENUMS:
+        # ``_value_``, not ``.value``: the latter is a descriptor call on every access.
+        return None if value == "unknown" else value._value_
     return value
 
 
@@ -52,35 +59,36 @@ def _per_m2_and_absolute(dose: Dose, bsa: float | None) -> tuple[float | None, f
     return per_m2, dose.dose
 
 
+#: (derived fact, drug, which quantity, how the doses combine)
+_AGGREGATES = (
+    ("plan.vincristine_max_mg", Drug.VINCRISTINE.value, "absolute", max),
+    ("plan.vincristine_max_mg_per_m2", Drug.VINCRISTINE.value, "per_m2", max),
+    ("plan.daunorubicin_min_mg_per_m2", Drug.DAUNORUBICIN.value, "per_m2", min),
+    ("plan.daunorubicin_max_mg_per_m2", Drug.DAUNORUBICIN.value, "per_m2", max),
+    ("plan.pegaspargase_min_iu_per_m2", Drug.PEGASPARGASE.value, "per_m2", min),
+    ("plan.pegaspargase_max_iu_per_m2", Drug.PEGASPARGASE.value, "per_m2", max),
+)
+
+
 def _dose_aggregates(doses: tuple[Dose, ...], bsa: float | None) -> dict[str, float | None]:
-    per_m2: dict[Drug, list[float]] = {drug: [] for drug in Drug}
-    absolute: dict[Drug, list[float]] = {drug: [] for drug in Drug}
-    unknown: dict[Drug, bool] = dict.fromkeys(Drug, False)
+    """Per drug, the largest (or smallest) planned dose in absolute and per-m² units.
+
+    An aggregate over doses some of which could not be converted (no BSA) is still a true
+    bound for the ones that could; the BSA data item tells the reader the rest is unknown."""
+    found: dict[tuple[str, str], list[float]] = {}
     for dose in doses:
-        dose_per_m2, dose_absolute = _per_m2_and_absolute(dose, bsa)
-        if dose_per_m2 is None or dose_absolute is None:
-            unknown[dose.drug] = True
-        if dose_per_m2 is not None:
-            per_m2[dose.drug].append(round(dose_per_m2, DOSE_DECIMALS))
-        if dose_absolute is not None:
-            absolute[dose.drug].append(round(dose_absolute, DOSE_DECIMALS))
-
-    def pick(values: list[float], how: Any) -> float | None:
-        return how(values) if values else None
-
-    # An aggregate over doses some of which could not be converted is still a true bound
-    # for the ones that could; the BSA data item tells the reader the rest is unknown.
-    return {
-        "plan.vincristine_max_mg": pick(absolute[Drug.VINCRISTINE], max),
-        "plan.vincristine_max_mg_per_m2": pick(per_m2[Drug.VINCRISTINE], max),
-        "plan.daunorubicin_min_mg_per_m2": pick(per_m2[Drug.DAUNORUBICIN], min),
-        "plan.daunorubicin_max_mg_per_m2": pick(per_m2[Drug.DAUNORUBICIN], max),
-        "plan.pegaspargase_min_iu_per_m2": pick(per_m2[Drug.PEGASPARGASE], min),
-        "plan.pegaspargase_max_iu_per_m2": pick(per_m2[Drug.PEGASPARGASE], max),
-    }
+        drug = dose.drug._value_
+        for quantity, amount in zip(("per_m2", "absolute"), _per_m2_and_absolute(dose, bsa),
+                                    strict=True):
+            if amount is not None:
+                found.setdefault((drug, quantity), []).append(round(amount, DOSE_DECIMALS))
+    return {name: how(found[drug, quantity]) if (drug, quantity) in found else None
+            for name, drug, quantity, how in _AGGREGATES}
 
 
 _FIELDS = tuple(name for name in PatientFacts.model_fields if name not in ("patient_id", "plan"))
+_ENUMS = frozenset(cls for cls in vars(_facts).values() if isinstance(cls, type)
+                   and issubclass(cls, Enum) and cls.__module__ == _facts.__name__)
 _PLAN_FIELDS = tuple(name for name in Plan.model_fields if name != "doses")
 _NO_PLAN = {name: None for name in FACTS if name.startswith("plan.")} | {"plan.given": False}
 
@@ -88,14 +96,7 @@ _NO_PLAN = {name: None for name in FACTS if name.startswith("plan.")} | {"plan.g
 def prepare(facts: PatientFacts) -> PreparedFacts:
     """Settle derived quantities and unknowns for one validated patient."""
     data = facts.__dict__
-    values: dict[str, Any] = {}
-    for name in _FIELDS:
-        value = data[name]
-        if isinstance(value, Enum):
-            value = None if value.value == "unknown" else value.value
-        elif type(value) is float:
-            value += 0.0  # -0.0 is 0.0 (they hash alike but print differently)
-        values[name] = value
+    values = {name: _plain(data[name]) for name in _FIELDS}
 
     bsa_source: str | None = None
     if facts.bsa_m2 is not None:

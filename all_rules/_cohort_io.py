@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import json
 import os
 import signal
@@ -174,6 +175,8 @@ def count_rows(path: Path, fmt: str) -> int | None:
 # --- assessing a chunk (in any process) ----------------------------------------------------
 
 _worker_guideline: Guideline | None = None
+_worker_spool: _Spool | None = None
+_spool_numbers = itertools.count(1)
 
 
 def _facts_of(fmt: str, item: Any) -> tuple[Any, list[FieldError]]:
@@ -200,10 +203,63 @@ def _facts_of(fmt: str, item: Any) -> tuple[Any, list[FieldError]]:
 class ChunkResult:
     first_row: int
     jsonl: bytes
-    """UTF-8, encoded in the worker so the parent only copies bytes."""
+    """UTF-8, encoded in the worker; empty when the bytes were spooled (``spooled``)."""
     patients: list[tuple[Any, ...]]
     recommendations: list[tuple[Any, ...]]
     summary: CohortSummary
+    spooled: Spooled | None = None
+
+
+@attrs.frozen
+class Spooled:
+    """Where a worker wrote a chunk's JSON Lines, for the parent to copy into the output."""
+
+    path: str
+    offset: int
+    length: int
+    retired: str | None
+    """A spool file of the same worker that no later chunk uses (the parent deletes it)."""
+
+
+class _Spool:
+    """A worker's append-only spool files beside the output.
+
+    JSON Lines output is ~4 KB per patient; sending it through the pool's pipe costs a
+    pickle, two pipe copies and an unpickle, and the parent's CPU is shared with the
+    workers. A worker appends each chunk to its spool and sends only (path, offset,
+    length); the parent copies the range into the output in the kernel
+    (``os.copy_file_range``). A spool is retired past ``LIMIT`` bytes, so the disk used
+    beyond the output stays bounded; the parent deletes every spool when the run ends.
+    """
+
+    LIMIT = 256 * 2**20
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+        self.path = ""
+        self.fd = -1
+        self.size = 0
+
+    def write(self, data: bytes) -> Spooled:
+        retired = None
+        if self.fd < 0 or self.size >= self.LIMIT:
+            if self.fd >= 0:
+                os.close(self.fd)
+                retired = self.path
+            self.path = f"{self.prefix}{os.getpid()}-{next(_spool_numbers)}"
+            self.fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            self.size = 0
+        offset = self.size
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self.fd, view):]
+        self.size += len(data)
+        return Spooled(self.path, offset, len(data), retired)
+
+
+def spool_prefix(out: Path) -> str:
+    """The path prefix of the spool files of a run writing ``out``."""
+    return str(out.with_name(f".{out.name}.spool-"))
 
 
 def assess_chunk(chunk: Chunk, tables: bool, guideline: Guideline | None = None,
@@ -259,13 +315,17 @@ def assess_chunk(chunk: Chunk, tables: bool, guideline: Guideline | None = None,
         summary.add(result)
         lines.append(result.model_dump_json())
     jsonl = ("\n".join(lines) + "\n").encode("utf-8") if lines else b""
+    if _worker_spool is not None and jsonl and not tables:
+        return ChunkResult(first_row, b"", patients, recommendations, summary,
+                           _worker_spool.write(jsonl))
     return ChunkResult(first_row, jsonl, patients, recommendations, summary)
 
 
-def _init_worker(spec: GuidelineSpec) -> None:
-    global _worker_guideline
+def _init_worker(spec: GuidelineSpec, spool: str | None) -> None:
+    global _worker_guideline, _worker_spool
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     _worker_guideline = spec.load()
+    _worker_spool = _Spool(spool) if spool is not None else None
 
 
 # --- writing -------------------------------------------------------------------------------
@@ -281,6 +341,8 @@ class _Writer:
             self.targets = [Path(f"{stem}.patients.{fmt}"),
                             Path(f"{stem}.recommendations.{fmt}")]
         self.temps = [t.with_name(f".{t.name}.partial") for t in self.targets]
+        self.spool_prefix = spool_prefix(out)
+        self._spools: dict[str, int] = {}
         self._files: list[Any] = []
         self._parquet: list[Any] = []
         self._csv: list[Any] = []
@@ -307,7 +369,9 @@ class _Writer:
                                                                     strict=True)]
 
     def write(self, chunk: ChunkResult) -> None:
-        if self.fmt == "jsonl":
+        if chunk.spooled is not None:
+            self._copy_spooled(chunk.spooled)
+        elif self.fmt == "jsonl":
             self._files[0].write(chunk.jsonl)
         elif self.fmt == "csv":
             self._csv[0].writerows(chunk.patients)
@@ -324,7 +388,37 @@ class _Writer:
                                                                            strict=True)},
                     schema=schema))
 
+    def _copy_spooled(self, spooled: Spooled) -> None:
+        if spooled.retired is not None:
+            self._drop_spool(spooled.retired)
+        source = self._spools.get(spooled.path)
+        if source is None:
+            source = self._spools[spooled.path] = os.open(spooled.path, os.O_RDONLY)
+        target = self._files[0]
+        target.flush()
+        offset, left = spooled.offset, spooled.length
+        while left:
+            try:
+                copied = os.copy_file_range(source, target.fileno(), left, offset)
+            except (AttributeError, OSError):  # not Linux, or not between these filesystems
+                copied = target.write(os.pread(source, min(left, 2**24), offset))
+                target.flush()
+            if copied <= 0:
+                raise OSError(f"could not copy {left} spooled bytes into the output")
+            offset, left = offset + copied, left - copied
+
+    def _drop_spool(self, path: str) -> None:
+        fd = self._spools.pop(path, None)
+        if fd is not None:
+            os.close(fd)
+        Path(path).unlink(missing_ok=True)
+
     def close(self, keep: bool) -> list[Path]:
+        for path in list(self._spools):
+            self._drop_spool(path)
+        folder = Path(self.spool_prefix).parent
+        for leftover in folder.glob(Path(self.spool_prefix).name + "*"):
+            leftover.unlink(missing_ok=True)  # a dead worker's, or one never copied from
         for handle in self._files:
             handle.close()
         for writer in self._parquet:
@@ -351,7 +445,8 @@ class CohortRun:
 
 
 def _results(chunks: Iterator[Chunk], tables: bool, workers: int,
-             spec: GuidelineSpec, evaluate: bool) -> Iterator[ChunkResult]:
+             spec: GuidelineSpec, evaluate: bool,
+             spool: str | None = None) -> Iterator[ChunkResult]:
     if workers <= 1:
         guideline = spec.load()
         for chunk in chunks:
@@ -359,7 +454,7 @@ def _results(chunks: Iterator[Chunk], tables: bool, workers: int,
         return
     context = get_context("spawn")
     with ProcessPoolExecutor(max_workers=workers, mp_context=context,
-                             initializer=_init_worker, initargs=(spec,)) as pool:
+                             initializer=_init_worker, initargs=(spec, spool)) as pool:
         pending: deque[Future[ChunkResult]] = deque()
         try:
             for chunk in chunks:
@@ -405,7 +500,9 @@ def run_cohort(source: Path, out: Path, *, input_format: str | None = None,
     writer = _Writer(out, out_fmt)
     interrupted = False
     try:
-        for result in _results(all_chunks(), out_fmt != "jsonl", workers, spec, evaluate):
+        tables = out_fmt != "jsonl"
+        spool = None if tables else writer.spool_prefix
+        for result in _results(all_chunks(), tables, workers, spec, evaluate, spool):
             writer.write(result)
             summary.merge(result.summary)
             if progress is not None:

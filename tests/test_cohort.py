@@ -117,6 +117,41 @@ def test_workers_give_byte_identical_output(cohort_dir: Path, tmp_path: Path) ->
     for table in ("patients", "recommendations"):
         assert (tmp_path / f"one.{table}.csv").read_bytes() == \
             (tmp_path / f"two.{table}.csv").read_bytes()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [  # no spool or partial file left
+        "one.jsonl", "one.patients.csv", "one.recommendations.csv",
+        "two.jsonl", "two.patients.csv", "two.recommendations.csv"]
+
+
+@pytest.mark.parametrize("copy_file_range", ["kernel", "unavailable"])
+def test_spooled_chunks_are_copied_in_order_and_spools_retired(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, copy_file_range: str) -> None:
+    """Workers append JSON Lines to spool files and send only where; the parent copies each
+    range into the output in input order, deletes a spool once its worker moved past it,
+    and deletes the rest at the end. Without copy_file_range it reads and writes."""
+    from all_rules._cohort_io import ChunkResult, CohortSummary, _Spool, _Writer, spool_prefix
+
+    if copy_file_range == "unavailable":
+        def refuse(*_: Any) -> int:
+            raise OSError(38, "Function not implemented")
+        monkeypatch.setattr(os, "copy_file_range", refuse)
+    out = tmp_path / "out.jsonl"
+    writer = _Writer(out, "jsonl")
+    spools = [_Spool(spool_prefix(out)), _Spool(spool_prefix(out))]
+    spools[0].LIMIT = spools[1].LIMIT = 50  # a new spool file every few chunks
+    expected = b""
+    seen: set[str] = set()
+    for n in range(40):
+        data = b"".join(b'{"row":%d,"part":%d}\n' % (n, k) for k in range(n % 4 + 1))
+        expected += data
+        spooled = spools[n % 2].write(data)
+        seen.add(spooled.path)
+        writer.write(ChunkResult(n, b"", [], [], CohortSummary(), spooled))
+        if spooled.retired is not None:
+            assert not Path(spooled.retired).exists()
+    assert len(seen) > 4
+    assert writer.close(keep=True) == [out]
+    assert out.read_bytes() == expected
+    assert [p.name for p in tmp_path.iterdir()] == ["out.jsonl"]
 
 
 def test_summary_counts_match_a_direct_count(cohort_dir: Path, tmp_path: Path) -> None:
@@ -242,6 +277,7 @@ def test_cli_ctrl_c_exits_130_with_valid_output(tmp_path: Path) -> None:
     assert 0 < len(lines) < 60_000
     assert all(json.loads(line)["ruleset"]["name"] == "all-guideline" for line in lines)
     assert b"interrupted" in stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["big.jsonl", "out.jsonl"]
 
 
 def test_cli_cohort_summary_and_exit_codes(cohort_dir: Path, tmp_path: Path) -> None:

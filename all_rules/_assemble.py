@@ -20,6 +20,7 @@ from ._factspec import FACTS
 from ._prepare import PreparedFacts
 from ._ruleset import Rule, Ruleset
 from ._schema import PHASE_ORDER, SEVERITY_RANK, Concludes, DoseSpec, RiskGroup
+from ._template import Template
 from .exceptions import EvaluationError
 from .output import (
     Assessment,
@@ -33,19 +34,32 @@ from .output import (
 
 
 class _Memo(dict[Any, Any]):
-    """A memo that empties itself when full: bounded memory, no eviction bookkeeping on the
-    hot path (the values are immutable, so sharing them between patients is safe)."""
+    """A bounded memo for immutable values shared between patients.
+
+    A value is kept only for a key seen before: most rendered items name a patient's own
+    continuous values (age, WBC, BSA) and never recur, and admitting them would fill the memo
+    and push out the items that do recur. Keys seen once are remembered in a second, equally
+    bounded set. Either empties itself when full: no eviction bookkeeping on the hot path.
+    """
 
     def __init__(self, limit: int) -> None:
         super().__init__()
         self.limit = limit
+        self._seen: set[Any] = set()
 
     def get_or_make(self, key: Any, make: Any) -> Any:
         found = self.get(key)
         if found is None:
-            if len(self) >= self.limit:
-                self.clear()
-            found = self[key] = make()
+            found = make()
+            seen = self._seen
+            if key in seen:
+                if len(self) >= self.limit:
+                    self.clear()
+                self[key] = found
+            else:
+                if len(seen) >= self.limit:
+                    seen.clear()
+                seen.add(key)
         return found
 
 
@@ -98,6 +112,9 @@ class _RuleInfo:
     """Every fact the item's wording, evidence or doses read: with the branches, the key
     under which a rendered item is memoized."""
     uses_bsa_source: bool
+    doses: tuple[_DoseRule, ...]
+    fixed_words: tuple[str | None, str | None]
+    """Text and reason when they do not depend on the patient, else None."""
 
 
 _ITEM_CACHE_LIMIT = 20_000
@@ -130,7 +147,9 @@ class Assembler:
             rank = SEVERITY_RANK[spec.severity] if spec.severity is not None else 0
             self.rules[rule.key] = _RuleInfo(
                 [[self._leaf(t) for t in branch] for branch in rule.branches], order, prefix,
-                citations, spec.concludes, rank, tuple(sorted(deps)), "bsa_source" in names)
+                citations, spec.concludes, rank, tuple(sorted(deps)), "bsa_source" in names,
+                tuple(_DoseRule.of(d, ruleset.values) for d in spec.doses),
+                self._fixed_words(rule))
         self._header = f'"ruleset":{info.model_dump_json()},'
         self._evidence_models = _Memo(_CACHE_LIMIT)
         self._evidence_json = _Memo(_CACHE_LIMIT)
@@ -237,13 +256,24 @@ class Assembler:
 
         assert rule.text is not None
         assert rule.reason is not None
-        return rule.text.render(lookup), rule.reason.render(lookup)
+        fixed = self.rules[rule.key].fixed_words
+        return (fixed[0] if fixed[0] is not None else rule.text.render(lookup),
+                fixed[1] if fixed[1] is not None else rule.reason.render(lookup))
 
-    def _doses(self, rule: Rule, prepared: PreparedFacts) -> list[dict[str, Any]] | None:
-        if not rule.spec.doses:
-            return None
-        bsa = prepared.values.get("bsa_m2")
-        return [_dose(spec, self.ruleset.values, bsa) for spec in rule.spec.doses]
+    def _fixed_words(self, rule: Rule) -> tuple[str | None, str | None]:
+        """A rule's text and reason, rendered once where they name only parameters."""
+        values = self.ruleset.values
+
+        def parameter(name: str) -> str | None:
+            return _format.number(values[name[1:]])
+
+        def fixed(template: Template | None) -> str | None:
+            if template is None or not all(n.startswith("$") for n in template.names()):
+                return None
+            return template.render(parameter)
+
+        return fixed(rule.text), fixed(rule.reason)
+
 
     # --- renderings ----------------------------------------------------------------------
 
@@ -268,7 +298,9 @@ class Assembler:
         spec = rule.spec
         evidence = self._evidence(rule, branches, prepared.values)
         text, reason = self._words(rule, prepared, evidence)
-        doses = self._doses(rule, prepared)
+        dose_rules = self.rules[rule.key].doses
+        bsa = prepared.values.get("bsa_m2")
+        doses = [d.as_dict(bsa) for d in dose_rules] if dose_rules else None
         return _trusted(Recommendation, {
             "id": spec.id, "kind": spec.kind, "severity": spec.severity,
             "phase": spec.phase, "text": text, "reason": reason,
@@ -299,9 +331,9 @@ class Assembler:
         parts = [info.prefix, f'"text":{_string(text)},"reason":{_string(reason)},"evidence":[',
                  ",".join(self._evidence_text(*e) for e in evidence),
                  f'],"citations":{info.citations}']
-        doses = self._doses(rule, prepared)
-        if doses is not None:
-            parts.append(f',"doses":{_dumps(doses)}')
+        if info.doses:
+            bsa = prepared.values.get("bsa_m2")
+            parts.append(',"doses":[' + ",".join(d.as_json(bsa) for d in info.doses) + "]")
         parts.append("}")
         return "".join(parts)
 
@@ -330,29 +362,72 @@ def _evidence_phrase(fact: str, value: Any, test: str) -> str:
     return f"{_format.fact_phrase(fact, value)} ({test})"
 
 
-def _dose(spec: DoseSpec, values: Mapping[str, float], bsa: float | None) -> dict[str, Any]:
-    def number(ref: Any) -> float | None:
-        if ref is None:
-            return None
-        return float(values[ref[1:]]) if isinstance(ref, str) else float(ref)
+@attrs.frozen
+class _DoseRule:
+    """One dose of a rule with its parameters resolved once; per patient only the amounts
+    (which depend on the BSA) are computed."""
 
-    per_m2 = number(spec.per_m2)
-    assert per_m2 is not None
-    per_m2_max = number(spec.per_m2_max)
-    cap = number(spec.cap)
-    capped = False
+    drug: str
+    per_m2: float
+    per_m2_max: float | None
+    unit: str
+    cap: float | None
+    schedule: str
+    decimals: int
+    head: str
+    """The dose's JSON up to ``"dose":``, fixed for the guideline."""
+    tail: str
+    """The dose's JSON from ``"unit":`` to ``"capped":``, fixed for the guideline."""
 
-    def amount(per: float | None) -> float | None:
-        nonlocal capped
-        if per is None or bsa is None:
-            return None
-        raw = per * bsa
-        if cap is not None and raw > cap:
-            capped = True
-            return cap
-        return round(float(raw), spec.decimals)
+    @classmethod
+    def of(cls, spec: DoseSpec, values: Mapping[str, float]) -> _DoseRule:
+        def number(ref: Any) -> float | None:
+            if ref is None:
+                return None
+            return float(values[ref[1:]]) if isinstance(ref, str) else float(ref)
 
-    dose, dose_max = amount(per_m2), amount(per_m2_max)
-    return {"drug": spec.drug, "per_m2": per_m2, "per_m2_max": per_m2_max,
-            "per_m2_unit": f"{spec.unit}/m2", "dose": dose, "dose_max": dose_max,
-            "unit": spec.unit, "cap": cap, "capped": capped, "schedule": spec.schedule}
+        per_m2 = number(spec.per_m2)
+        assert per_m2 is not None
+        per_m2_max, cap = number(spec.per_m2_max), number(spec.cap)
+        head = (f'{{"drug":{_dumps(spec.drug)},"per_m2":{_dumps(per_m2)},'
+                f'"per_m2_max":{_dumps(per_m2_max)},"per_m2_unit":{_dumps(spec.unit + "/m2")},'
+                '"dose":')
+        tail = f'"unit":{_dumps(spec.unit)},"cap":{_dumps(cap)},"capped":'
+        return cls(spec.drug, per_m2, per_m2_max, spec.unit, cap, spec.schedule,
+                   spec.decimals, head, tail)
+
+    def amounts(self, bsa: float | None) -> tuple[float | None, float | None, bool]:
+        """(dose, dose_max, capped) for this BSA; ``None`` amounts when BSA is unknown."""
+        if bsa is None:
+            return None, None, False
+        cap, capped = self.cap, False
+        amounts: list[float | None] = []
+        for per in (self.per_m2, self.per_m2_max):
+            if per is None:
+                amounts.append(None)
+                continue
+            raw = per * bsa
+            if cap is not None and raw > cap:
+                capped = True
+                amounts.append(cap)
+            else:
+                amounts.append(round(float(raw), self.decimals))
+        return amounts[0], amounts[1], capped
+
+    def as_dict(self, bsa: float | None) -> dict[str, Any]:
+        dose, dose_max, capped = self.amounts(bsa)
+        return {"drug": self.drug, "per_m2": self.per_m2, "per_m2_max": self.per_m2_max,
+                "per_m2_unit": f"{self.unit}/m2", "dose": dose, "dose_max": dose_max,
+                "unit": self.unit, "cap": self.cap, "capped": capped,
+                "schedule": self.schedule}
+
+    def as_json(self, bsa: float | None) -> str:
+        """``_dumps(self.as_dict(bsa))``, from the fixed parts."""
+        dose, dose_max, capped = self.amounts(bsa)
+        return (f'{self.head}{_number(dose)},"dose_max":{_number(dose_max)},{self.tail}'
+                f'{"true" if capped else "false"},"schedule":{_string(self.schedule)}}}')
+
+
+def _number(value: float | None) -> str:
+    """JSON of a finite float or None, as json.dumps writes it (without its overhead)."""
+    return "null" if value is None else float.__repr__(value)

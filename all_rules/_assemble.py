@@ -8,6 +8,7 @@ would cost more than the engine. A property test holds the two byte-identical.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -115,6 +116,11 @@ class _RuleInfo:
     doses: tuple[_DoseRule, ...]
     fixed_words: tuple[str | None, str | None]
     """Text and reason when they do not depend on the patient, else None."""
+    discrete: tuple[str, ...]
+    """The deps that take few values (enums, booleans, integers)."""
+    continuous: tuple[str, ...]
+    """The deps that are measurements (``number`` facts): an item naming them is rendered
+    from a skeleton with holes for them, since their values rarely recur."""
 
 
 _ITEM_CACHE_LIMIT = 20_000
@@ -149,12 +155,15 @@ class Assembler:
                 [[self._leaf(t) for t in branch] for branch in rule.branches], order, prefix,
                 citations, spec.concludes, rank, tuple(sorted(deps)), "bsa_source" in names,
                 tuple(_DoseRule.of(d, ruleset.values) for d in spec.doses),
-                self._fixed_words(rule))
+                self._fixed_words(rule),
+                tuple(sorted(d for d in deps if FACTS[d].type != "number")),
+                tuple(sorted(d for d in deps if FACTS[d].type == "number")))
         self._header = f'"ruleset":{info.model_dump_json()},'
         self._evidence_models = _Memo(_CACHE_LIMIT)
         self._evidence_json = _Memo(_CACHE_LIMIT)
         self._item_models = _Memo(_ITEM_CACHE_LIMIT)
         self._item_json = _Memo(_ITEM_CACHE_LIMIT)
+        self._skeletons = _Memo(_ITEM_CACHE_LIMIT)
         self._selections = _Memo(_ITEM_CACHE_LIMIT)
 
     def _leaf(self, leaf: FactTest | DerivedTest) -> _Leaf:
@@ -316,15 +325,65 @@ class Assembler:
                  f'"risk":{{"group":"{selection.group}",'
                  f'"features":{_strings(selection.features)},'
                  f'"missing":{_strings(selection.missing)}}},"recommendations":[']
-        parts.append(",".join(
-            self._item_json.get_or_make(self._item_key(rule, branches, prepared),
-                                        lambda r=rule, b=branches: self._item_text(
-                                            r, b, prepared))
-            for rule, branches in selection.items))
+        parts.append(",".join(self._item_json_text(rule, branches, prepared)
+                              for rule, branches in selection.items))
         parts.append("]}")
         return "".join(parts)
 
-    def _item_text(self, rule: Rule, branches: tuple[int, ...], prepared: PreparedFacts) -> str:
+    def _item_json_text(self, rule: Rule, branches: tuple[int, ...],
+                        prepared: PreparedFacts) -> str:
+        """One item's JSON: memoized whole when it names no measurement, else filled into
+        a memoized skeleton (a measurement's value rarely recurs, its item's words do)."""
+        info = self.rules[rule.key]
+        if not info.continuous:
+            text: str = self._item_json.get_or_make(
+                self._item_key(rule, branches, prepared),
+                lambda: self._item_text(rule, branches, prepared))
+            return text
+        values = prepared.values
+        key = (rule.key, branches, *map(values.get, info.discrete),
+               *[values.get(name) is None for name in info.continuous],
+               prepared.bsa_source if info.uses_bsa_source else None)
+        skeleton: tuple[Any, ...] = self._skeletons.get_or_make(
+            key, lambda: self._skeleton(rule, branches, prepared))
+        if not skeleton:
+            return self._item_text(rule, branches, prepared)
+        return _fill(skeleton, values, info.doses)
+
+    def _skeleton(self, rule: Rule, branches: tuple[int, ...],
+                  prepared: PreparedFacts) -> tuple[Any, ...]:
+        """The item's JSON as fixed strings and holes: ``(0, fact)`` for a measurement in
+        prose, ``(1, fact)`` for one as a JSON value, ``(2, None)`` for the doses.
+
+        Built by rendering with markers in place of the measurements, and checked against
+        a direct rendering; ``()`` when they differ (then the item is always rendered)."""
+        info = self.rules[rule.key]
+        marked = dict(prepared.values)
+        for name in info.continuous:
+            if marked.get(name) is not None:
+                marked[name] = _Marker(f"\x01{name}\x02")
+        text = self._item_text(rule, branches, attrs.evolve(prepared, values=marked),
+                               doses_hole=True)
+        skeleton: list[Any] = []
+        at = 0
+        for match in _HOLE.finditer(text):
+            skeleton.append(text[at:match.start()])
+            if match.group(1) is not None:
+                skeleton.append((1, match.group(1)))
+            elif match.group(2) is not None:
+                skeleton.append((0, match.group(2)))
+            else:
+                skeleton.append((2, None))
+            at = match.end()
+        skeleton.append(text[at:])
+        built = tuple(part for part in skeleton if part != "")
+        if _fill(built, prepared.values, info.doses) != self._item_text(rule, branches,
+                                                                         prepared):
+            return ()
+        return built
+
+    def _item_text(self, rule: Rule, branches: tuple[int, ...], prepared: PreparedFacts,
+                   doses_hole: bool = False) -> str:
         info = self.rules[rule.key]
         evidence = self._evidence(rule, branches, prepared.values)
         text, reason = self._words(rule, prepared, evidence)
@@ -333,7 +392,7 @@ class Assembler:
                  f'],"citations":{info.citations}']
         if info.doses:
             bsa = prepared.values.get("bsa_m2")
-            parts.append(',"doses":[' + ",".join(d.as_json(bsa) for d in info.doses) + "]")
+            parts.append(',"doses":' + ("\x03" if doses_hole else _doses_json(info.doses, bsa)))
         parts.append("}")
         return "".join(parts)
 
@@ -345,6 +404,8 @@ class Assembler:
         return evidence
 
     def _evidence_text(self, fact: str, value: Any, test: str) -> str:
+        if type(value) is _Marker:
+            return f'{{"fact":{_dumps(fact)},"value":{_dumps(value)},"test":{_dumps(test)}}}'
         text: str = self._evidence_json.get_or_make(
             (fact, test, _typed(value)),
             lambda: f'{{"fact":{_dumps(fact)},"value":{_dumps(value)},"test":{_dumps(test)}}}')
@@ -431,3 +492,38 @@ class _DoseRule:
 def _number(value: float | None) -> str:
     """JSON of a finite float or None, as json.dumps writes it (without its overhead)."""
     return "null" if value is None else float.__repr__(value)
+
+
+class _Marker(str):
+    """A measurement's stand-in while a skeleton is rendered."""
+
+
+#: A hole in a rendered skeleton: a marker as a JSON value, a marker inside prose, the doses.
+_HOLE = re.compile(r'"\\u0001([^"\\]+)\\u0002"|\\u0001([^"\\]+)\\u0002|\x03')
+
+
+def _doses_json(doses: tuple[_DoseRule, ...], bsa: float | None) -> str:
+    return "[" + ",".join(d.as_json(bsa) for d in doses) + "]"
+
+
+def _value_json(value: Any) -> str:
+    if type(value) is float:
+        return float.__repr__(value)
+    return _dumps(value)
+
+
+def _fill(skeleton: tuple[Any, ...], values: Mapping[str, Any],
+          doses: tuple[_DoseRule, ...]) -> str:
+    out = []
+    for part in skeleton:
+        if type(part) is str:
+            out.append(part)
+            continue
+        kind, name = part
+        if kind == 0:
+            out.append(_format.value_text(values[name]) or "unknown")
+        elif kind == 1:
+            out.append(_value_json(values[name]))
+        else:
+            out.append(_doses_json(doses, values.get("bsa_m2")))
+    return "".join(out)

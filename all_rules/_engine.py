@@ -158,9 +158,11 @@ class Engine:
 
     def __init__(self, ruleset: Ruleset) -> None:
         self.ruleset = ruleset
+        number = next(_ruleset_ids)
+        self._session = _Session(f"s{number}")
         # engine rule name → (what fired, the JSON of the fact it derives or None)
         self._entries: dict[str, tuple[Fired, str | None]] = {}
-        # The JSON of the fact each deriving rule asserts, with the session id left open.
+        # The JSON of the fact each deriving rule asserts in this engine's session.
         self._derived_json: dict[str, str] = {}
         definition: dict[str, Any] = {}
         for rule_index, rule in enumerate(ruleset.rules):
@@ -168,7 +170,8 @@ class Engine:
             if spec.concludes is not Concludes.RECOMMENDATION:
                 self._derived_json[spec.id] = (
                     f'{{"t":"derived","kind":"{spec.concludes.value}","name":'
-                    f'{json.dumps(spec.id)},"sid":"%s","id":{json.dumps("d:" + spec.id)}}}')
+                    f'{json.dumps(spec.id)},"sid":"{self._session.sid}",'
+                    f'"id":{json.dumps("d:" + spec.id)}}}')
             for branch_index, branch in enumerate(rule.branches):
                 name = f"r{rule_index}_{branch_index}"
                 definition[name] = compile_branch(branch, rule.stage, ruleset.values)
@@ -182,10 +185,8 @@ class Engine:
         self.tested = tuple(sorted((name, FACTS[name].key) for name in tested))
         self._tested_json = tuple((name, f',"{key}":') for name, key in self.tested)
         with ENGINE_LOCK:
-            number = next(_ruleset_ids)
             self._handle = _dre.create_ruleset(f"{ruleset.name}-{number}",
                                                _fixed_point(definition))
-        self._session = _Session(f"s{number}")
 
     def close(self) -> None:
         """Release the engine's ruleset (idempotent)."""
@@ -297,12 +298,10 @@ class Engine:
                 entry = entries.get(name)
                 if entry is None:
                     raise EvaluationError(f"rule engine fired an unknown rule {name!r}")
-                fired[name], template = entry
-                if template is not None:
-                    fact = template % session.sid
-                    if fact not in done:
-                        done.add(fact)
-                        new_facts.append(fact)
+                fired[name], fact = entry
+                if fact is not None and fact not in done:
+                    done.add(fact)
+                    new_facts.append(fact)
             if not new_facts:
                 return
             derived.extend(new_facts)

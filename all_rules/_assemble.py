@@ -116,6 +116,8 @@ class _RuleInfo:
     doses: tuple[_DoseRule, ...]
     fixed_words: tuple[str | None, str | None]
     """Text and reason when they do not depend on the patient, else None."""
+    concluded: str
+    """The risk group a group rule concludes, or the fact a missing-fact rule names."""
     discrete: tuple[str, ...]
     """The deps that take few values (enums, booleans, integers)."""
     continuous: tuple[str, ...]
@@ -124,6 +126,12 @@ class _RuleInfo:
 
 
 _ITEM_CACHE_LIMIT = 20_000
+_RISK_GROUP, _MISSING_FACT, _RISK_FEATURE = (Concludes.RISK_GROUP, Concludes.MISSING_FACT,
+                                             Concludes.RISK_FEATURE)
+
+
+def _by_order(entry: tuple[Rule, list[int], _RuleInfo]) -> tuple[int, str]:
+    return entry[2].order
 
 
 class Assembler:
@@ -156,6 +164,7 @@ class Assembler:
                 citations, spec.concludes, rank, tuple(sorted(deps)), "bsa_source" in names,
                 tuple(_DoseRule.of(d, ruleset.values) for d in spec.doses),
                 self._fixed_words(rule),
+                self.groups.get(spec.id) or spec.fact or "",
                 tuple(sorted(d for d in deps if FACTS[d].type != "number")),
                 tuple(sorted(d for d in deps if FACTS[d].type == "number")))
         self._header = f'"ruleset":{info.model_dump_json()},'
@@ -164,7 +173,6 @@ class Assembler:
         self._item_models = _Memo(_ITEM_CACHE_LIMIT)
         self._item_json = _Memo(_ITEM_CACHE_LIMIT)
         self._skeletons = _Memo(_ITEM_CACHE_LIMIT)
-        self._selections = _Memo(_ITEM_CACHE_LIMIT)
 
     def _leaf(self, leaf: FactTest | DerivedTest) -> _Leaf:
         if isinstance(leaf, FactTest):
@@ -186,32 +194,27 @@ class Assembler:
     # --- selection -----------------------------------------------------------------------
 
     def select(self, fired: list[Fired]) -> Selection:
-        """What the fired rules conclude; memoized by the set of fired rule branches, which
-        many patients share (the selection depends on nothing else)."""
-        signature = tuple(sorted(id(item) for item in fired))
-        selection: Selection = self._selections.get_or_make(signature,
-                                                            lambda: self._select(fired))
-        return selection
-
-    def _select(self, fired: list[Fired]) -> Selection:
+        """What the fired rules conclude. (Not memoized: a quarter of patients fire a set of
+        rule branches seen in no earlier patient, and keeping the sets cost more memory —
+        about 20 MB per process over a large cohort — than selecting again costs time.)"""
         groups: set[str] = set()
-        features: list[str] = []
-        missing: list[str] = []
+        features: set[str] = set()
+        missing: set[str] = set()
         chosen: dict[str, tuple[Rule, list[int], _RuleInfo]] = {}
         rules = self.rules
         for item in fired:
             rule = item.rule
             info = rules[rule.key]
             concludes = info.concludes
+            if concludes is _RISK_GROUP:
+                groups.add(info.concluded)
+                continue
+            if concludes is _MISSING_FACT:
+                missing.add(info.concluded)
+                continue
             rule_id = info.order[1]
-            if concludes is Concludes.RISK_GROUP:
-                groups.add(self.groups[rule_id])
-                continue
-            if concludes is Concludes.MISSING_FACT:
-                missing.append(rule.spec.fact or "")
-                continue
-            if concludes is Concludes.RISK_FEATURE:
-                features.append(rule_id)
+            if concludes is _RISK_FEATURE:
+                features.add(rule_id)
             current = chosen.get(rule_id)
             if current is None or info.rank > current[2].rank:
                 chosen[rule_id] = (rule, [item.branch], info)
@@ -220,11 +223,11 @@ class Assembler:
         if len(groups) != 1:
             raise EvaluationError(f"ruleset concluded {len(groups)} risk groups "
                                   f"({', '.join(sorted(groups)) or 'none'}); expected one")
-        ordered = sorted(chosen.values(), key=lambda entry: entry[2].order)
-        items = tuple((rule, tuple(sorted(branches))) for rule, branches, _ in ordered)
+        ordered = sorted(chosen.values(), key=_by_order)
+        items = tuple((rule, tuple(sorted(branches)) if len(branches) > 1 else (branches[0],))
+                      for rule, branches, _ in ordered)
         (group,) = groups
-        return Selection(group, tuple(sorted(set(features))), tuple(sorted(set(missing))),
-                         items)
+        return Selection(group, tuple(sorted(features)), tuple(sorted(missing)), items)
 
     def _item_key(self, rule: Rule, branches: tuple[int, ...],
                   prepared: PreparedFacts) -> tuple[Any, ...]:

@@ -314,7 +314,9 @@ def assess_chunk(chunk: Chunk, tables: bool, guideline: Guideline | None = None,
         result = assess_row(guideline, row, facts, cell_errors=errors)
         summary.add(result)
         lines.append(result.model_dump_json())
-    jsonl = ("\n".join(lines) + "\n").encode("utf-8") if lines else b""
+    if lines:
+        lines.append("")  # the last line's newline, without copying the joined text again
+    jsonl = "\n".join(lines).encode("utf-8")
     if _worker_spool is not None and jsonl and not tables:
         return ChunkResult(first_row, b"", patients, recommendations, summary,
                            _worker_spool.write(jsonl))

@@ -215,6 +215,11 @@ def _cohort(args: argparse.Namespace) -> int:
 
     if args.workers < 1:
         raise _InputError("--workers must be at least 1")
+    cores = os.cpu_count() or 1
+    if args.workers > cores:
+        sys.stderr.write(f"all-rules: note: --workers {args.workers} on {cores} cores: the "
+                         "work is CPU-bound, so more workers than cores is slower, and each "
+                         "costs about 70 MiB of memory\n")
     spec = GuidelineSpec(str(args.rules) if args.rules else None,
                          str(args.overlay) if args.overlay else None,
                          tuple(sorted(dict(args.param).items())))

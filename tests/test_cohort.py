@@ -298,6 +298,20 @@ def test_cli_cohort_summary_and_exit_codes(cohort_dir: Path, tmp_path: Path) -> 
     assert "no such file" in missing.stderr
 
 
+def test_more_workers_than_cores_is_allowed_with_a_note(cohort_dir: Path,
+                                                        tmp_path: Path) -> None:
+    """More workers than cores still runs (same output), with a note on stderr saying why it
+    is slower and what each worker costs."""
+    workers = (os.cpu_count() or 1) + 1
+    result = subprocess.run([sys.executable, "-m", "all_rules.cli", "cohort",
+                             str(cohort_dir / "in.jsonl"), "--out", str(tmp_path / "o.jsonl"),
+                             "--workers", str(workers), "--quiet"],
+                            capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
+    assert f"--workers {workers} on {workers - 1} cores" in result.stderr
+    assert len((tmp_path / "o.jsonl").read_text().splitlines()) == 600
+
+
 def test_progress_bar_on_a_terminal(cohort_dir: Path, tmp_path: Path) -> None:
     """On a terminal, a progress bar with rate and ETA is drawn on stderr."""
     import pty

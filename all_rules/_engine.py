@@ -210,8 +210,6 @@ class Engine:
         out of the engine's fact, where an absent field satisfies no comparison.
         Raises EvaluationError on any engine failure; never returns a partial result.
         """
-        if self._handle is None:
-            raise EvaluationError("engine is closed")
         session = self._session
         sid = session.sid
         parts = [f'{{"t":"patient","sid":"{sid}","id":"patient"']
@@ -222,6 +220,8 @@ class Engine:
         parts.append("}")
         asserted = "".join(parts)
         with ENGINE_LOCK:
+            if self._handle is None:  # checked under the lock: close() may run in a thread
+                raise EvaluationError("engine is closed")
             clean = False
             try:
                 fired: dict[str, Fired] = {}

@@ -364,6 +364,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         # `all-rules … | head`: the reader left; that is not an error of ours.
         sys.stderr.close()
         return EXIT_OK
+    except OSError as error:  # the output's folder is missing, the disk is full, …
+        where = f"{error.filename}: " if error.filename else ""
+        _fail(f"{where}{error.strerror or error}", EXIT_ERROR)
 
 
 if __name__ == "__main__":  # pragma: no cover

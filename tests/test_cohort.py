@@ -312,6 +312,19 @@ def test_more_workers_than_cores_is_allowed_with_a_note(cohort_dir: Path,
     assert len((tmp_path / "o.jsonl").read_text().splitlines()) == 600
 
 
+def test_an_unwritable_output_is_a_clear_error(cohort_dir: Path, tmp_path: Path) -> None:
+    """An output folder that does not exist: exit 1 with the path and the reason, no
+    traceback."""
+    result = subprocess.run([sys.executable, "-m", "all_rules.cli", "cohort",
+                             str(cohort_dir / "in.jsonl"), "--out",
+                             str(tmp_path / "missing" / "o.jsonl"), "--workers", "1"],
+                            capture_output=True, text=True, check=False)
+    assert result.returncode == 1
+    assert "missing" in result.stderr
+    assert "No such file or directory" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 def test_progress_bar_on_a_terminal(cohort_dir: Path, tmp_path: Path) -> None:
     """On a terminal, a progress bar with rate and ETA is drawn on stderr."""
     import pty

@@ -45,6 +45,7 @@ ENGINE_LOCK = threading.RLock()
 _ruleset_ids = itertools.count(1)
 #: A reused session state is deleted and created afresh after this many evaluations.
 RENEW_EVERY = 10_000
+_PRIME = "prime"
 
 _OPS = {"ne": "$neq", "gt": "$gt", "gte": "$gte", "lt": "$lt", "lte": "$lte"}
 
@@ -177,6 +178,8 @@ class Engine:
                 definition[name] = compile_branch(branch, rule.stage, ruleset.values)
                 self._entries[name] = (Fired(rule, branch_index),
                                        self._derived_json.get(spec.id))
+        # Fires once on every new session state; see _prime.
+        definition[_PRIME] = {"all": [{"m": {"$and": [{"t": "prime"}]}}]}
         self.definition = definition
         self.stages = max((rule.stage for rule in ruleset.rules), default=0)
         tested = {leaf.fact for rule in ruleset.rules for branch in rule.branches
@@ -212,18 +215,14 @@ class Engine:
         """
         session = self._session
         sid = session.sid
-        parts = [f'{{"t":"patient","sid":"{sid}","id":"patient"']
-        for name, key in self._tested_json:
-            value = values.get(name)
-            if value is not None:
-                parts.append(key + _engine_value(value))
-        parts.append("}")
-        asserted = "".join(parts)
+        asserted = self._patient_message(values)
         with ENGINE_LOCK:
             if self._handle is None:  # checked under the lock: close() may run in a thread
                 raise EvaluationError("engine is closed")
             clean = False
             try:
+                if session.state is None:
+                    self._prime(session)
                 fired: dict[str, Fired] = {}
                 derived: list[str] = []
                 stages: list[str] = []
@@ -246,12 +245,41 @@ class Engine:
                 if not clean:
                     self._free(session)
 
-    def _free(self, session: _Session) -> None:
-        """Delete the session's state: after any failure, and when it is due for renewal.
+    def _patient_message(self, values: Mapping[str, Any]) -> str:
+        """The patient's engine fact: every tested fact that is known, nothing else."""
+        parts = [f'{{"t":"patient","sid":"{self._session.sid}","id":"patient"']
+        for name, key in self._tested_json:
+            value = values.get(name)
+            if value is not None:
+                parts.append(key + _engine_value(value))
+        parts.append("}")
+        return "".join(parts)
 
-        durable segfaults when a state is deleted while actions are queued and none has been
-        started (tests/test_durable_pitfalls.py); an evaluation cut short between an assert
-        and its drain (an error, Ctrl-C) leaves exactly that, so one action is started first.
+    def _prime(self, session: _Session) -> None:
+        """Start and finish one action on a new session state before anything else.
+
+        durable never initializes a state's action context (two pointers) when it creates
+        the state; the first started action sets them, and ``delete_state`` frees them. A
+        state on which no action was ever started (no rule fired for anything asserted
+        since its creation) therefore crashes the process when deleted
+        (tests/test_durable_pitfalls.py). A dedicated rule fires on a priming fact, which is
+        then retracted."""
+        prime = f'{{"t":"prime","sid":"{session.sid}","id":"prime"}}'
+        self._assert(session, _dre.assert_fact, prime)
+        if self._drain(session) != [_PRIME]:
+            raise EvaluationError("rule engine did not run its priming rule")
+        code, _ = _dre.retract_fact(self._handle, prime)
+        if code not in (0, 1):
+            raise EvaluationError(f"rule engine refused a retraction (code {code})")
+
+    def _free(self, session: _Session) -> None:
+        """Delete the session's state: after any failure, when it is due for renewal, and
+        on close.
+
+        ``delete_state`` frees the state's action context, which only a started action
+        initializes (see ``_prime``, which makes sure one was). An evaluation cut short
+        between an assert and its drain (an error, Ctrl-C) leaves actions queued: one is
+        started first, so the context is one durable itself set.
         """
         if session.state is None:
             return

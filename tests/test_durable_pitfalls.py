@@ -230,7 +230,8 @@ def test_deleting_a_state_with_queued_unstarted_actions_crashes() -> None:
     an action before freeing a session cut short between an assert and its drain.
 
     The corruption shows as SIGSEGV or SIGABRT depending on the heap's layout, and one
-    deletion alone occasionally survives; 200 in a row, tried up to three times, do not."""
+    deletion alone occasionally survives; 200 in a row, tried up to three times, do not.
+    The cause is the next test's."""
     outcomes = []
     for _ in range(3):
         result = _delete_after_assert("unguarded")
@@ -245,3 +246,31 @@ def test_starting_an_action_before_deleting_avoids_the_crash() -> None:
     """The guard the engine uses: the same 200 deletions, each after starting an action."""
     result = _delete_after_assert("guarded")
     assert (result.returncode, result.stdout.strip()) == (0, "survived"), result.stderr
+
+
+def test_deleting_a_state_on_which_no_action_ever_started_crashes() -> None:
+    """The cause (durable's state.c): ``createStateNode`` never initializes a state's action
+    context, ``start_action`` sets it, ``delete_state`` frees it. A state on which no action
+    was ever started (nothing asserted fired a rule) is deleted by freeing garbage: here a
+    stage fact alone, which fires nothing, on the shipped guideline's ruleset. Why the engine
+    primes every new state with an action of its own."""
+    script = textwrap.dedent("""
+        import json, durable_rules_engine as dre
+        from all_rules import Guideline
+        engine = Guideline.default().engine
+        for i in range(50):
+            sid = "s%d" % i
+            code, state = dre.assert_fact(
+                engine._handle, json.dumps({"t": "stage", "n": 1, "sid": sid}))
+            assert dre.start_action_for_state(engine._handle, state) is None
+            dre.delete_state(engine._handle, sid)
+        print("survived")
+    """)
+    outcomes = []
+    for _ in range(3):
+        result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                                timeout=120, check=False)
+        outcomes.append((result.returncode, result.stdout.strip(), result.stderr[-300:]))
+        if result.returncode < 0:
+            break
+    assert outcomes[-1][0] < 0, outcomes

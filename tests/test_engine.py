@@ -97,6 +97,29 @@ def test_the_session_state_is_renewed_periodically(
     assert _facts_left(fresh_guideline) == []
 
 
+def test_a_state_on_which_nothing_fired_can_be_deleted() -> None:
+    """durable frees a state's action context on deletion but only a started action ever
+    sets it; a new state is primed, so an engine whose evaluations fired nothing (here: a
+    fact no rule matches) is renewed and closed without crashing the process. (Run apart:
+    without the priming this segfaults.)"""
+    script = textwrap.dedent("""
+        import all_rules._engine as E
+        from all_rules import Guideline
+        E.RENEW_EVERY = 2
+        E.Engine._patient_message = lambda self, values: (
+            '{"t":"nobody","sid":"%s","id":"patient"}' % self._session.sid)
+        for _ in range(3):
+            guideline = Guideline.load()
+            for _ in range(5):  # renewed after every second evaluation
+                assert guideline.engine.evaluate({"age_years": 40.0}) == []
+            guideline.close()
+        print("survived")
+    """)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            timeout=120, check=False)
+    assert (result.returncode, result.stdout.strip()) == (0, "survived"), result.stderr
+
+
 def test_a_fact_left_in_the_session_state_fails_the_evaluation(guideline: Guideline) -> None:
     """Were a fact left from an earlier evaluation, the patient's own assert is refused (code
     2): the evaluation fails, the state is deleted, and the next evaluation is right."""
@@ -227,7 +250,7 @@ def test_compiled_patterns_always_carry_a_discriminator(guideline: Guideline) ->
     for rule in guideline.engine.definition.values():
         for pattern in rule["all"]:
             (expr,) = pattern.values()
-            assert expr["$and"][0]["t"] in ("patient", "stage", "derived")
+            assert expr["$and"][0]["t"] in ("patient", "stage", "derived", "prime")
 
 
 def test_compiled_rules_have_no_python_actions(guideline: Guideline) -> None:

@@ -418,9 +418,10 @@ class _Writer:
     def close(self, keep: bool) -> list[Path]:
         for path in list(self._spools):
             self._drop_spool(path)
-        folder = Path(self.spool_prefix).parent
-        for leftover in folder.glob(Path(self.spool_prefix).name + "*"):
-            leftover.unlink(missing_ok=True)  # a dead worker's, or one never copied from
+        prefix = Path(self.spool_prefix)
+        for leftover in prefix.parent.iterdir():  # not glob: the name may hold [ ] * ?
+            if leftover.name.startswith(prefix.name):
+                leftover.unlink(missing_ok=True)  # a dead worker's, or one never copied from
         for handle in self._files:
             handle.close()
         for writer in self._parquet:

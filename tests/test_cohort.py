@@ -120,6 +120,10 @@ def test_workers_give_byte_identical_output(cohort_dir: Path, tmp_path: Path) ->
     assert sorted(p.name for p in tmp_path.iterdir()) == [  # no spool or partial file left
         "one.jsonl", "one.patients.csv", "one.recommendations.csv",
         "two.jsonl", "two.patients.csv", "two.recommendations.csv"]
+    odd = tmp_path / "odd"  # glob characters in the output's name
+    odd.mkdir()
+    run_cohort(cohort_dir / "in.jsonl", odd / "run[1]*.jsonl", workers=2)
+    assert [p.name for p in odd.iterdir()] == ["run[1]*.jsonl"]
 
 
 @pytest.mark.parametrize("copy_file_range", ["kernel", "unavailable"])

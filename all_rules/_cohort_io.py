@@ -250,10 +250,7 @@ class _Spool:
             self.fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             self.size = 0
         offset = self.size
-        view = memoryview(data)
-        while view:
-            view = view[os.write(self.fd, view):]
-        self.size += len(data)
+        self.size += _write_all(self.fd, data)
         return Spooled(self.path, offset, len(data), retired)
 
 
@@ -348,8 +345,8 @@ class _Writer:
         self._files: list[Any] = []
         self._parquet: list[Any] = []
         self._csv: list[Any] = []
-        if fmt == "jsonl":
-            self._files = [self.temps[0].open("wb")]
+        if fmt == "jsonl":  # unbuffered: chunks are megabytes, and copied in by fd as well
+            self._files = [self.temps[0].open("wb", buffering=0)]
         elif fmt == "csv":
             self._files = [t.open("w", encoding="utf-8", newline="") for t in self.temps]
             self._csv = [csv.writer(f, lineterminator="\n") for f in self._files]
@@ -369,12 +366,14 @@ class _Writer:
             ]
             self._parquet = [pq.ParquetWriter(t, s) for t, s in zip(self.temps, self._schemas,
                                                                     strict=True)]
+        self._complete: list[int] = []
+        self.commit()
 
     def write(self, chunk: ChunkResult) -> None:
         if chunk.spooled is not None:
             self._copy_spooled(chunk.spooled)
         elif self.fmt == "jsonl":
-            self._files[0].write(chunk.jsonl)
+            _write_all(self._files[0].fileno(), chunk.jsonl)
         elif self.fmt == "csv":
             self._csv[0].writerows(chunk.patients)
             self._csv[1].writerows(chunk.recommendations)
@@ -396,18 +395,25 @@ class _Writer:
         source = self._spools.get(spooled.path)
         if source is None:
             source = self._spools[spooled.path] = os.open(spooled.path, os.O_RDONLY)
-        target = self._files[0]
-        target.flush()
+        target = self._files[0].fileno()
         offset, left = spooled.offset, spooled.length
         while left:
             try:
-                copied = os.copy_file_range(source, target.fileno(), left, offset)
+                copied = os.copy_file_range(source, target, left, offset)
             except (AttributeError, OSError):  # not Linux, or not between these filesystems
-                copied = target.write(os.pread(source, min(left, 2**24), offset))
-                target.flush()
+                copied = _write_all(target, os.pread(source, min(left, 2**24), offset))
             if copied <= 0:
                 raise OSError(f"could not copy {left} spooled bytes into the output")
             offset, left = offset + copied, left - copied
+
+    def commit(self) -> None:
+        """Mark the output as complete up to here: whatever an interruption (Ctrl-C in the
+        middle of a chunk's copy) leaves beyond the mark is cut off on close, so the
+        output always ends with a whole chunk. (Parquet writes a row group in one call into
+        Arrow, which Ctrl-C does not interrupt.)"""
+        for handle in self._files:
+            handle.flush()
+        self._complete = [os.lseek(h.fileno(), 0, os.SEEK_CUR) for h in self._files]
 
     def _drop_spool(self, path: str) -> None:
         fd = self._spools.pop(path, None)
@@ -422,7 +428,9 @@ class _Writer:
         for leftover in prefix.parent.iterdir():  # not glob: the name may hold [ ] * ?
             if leftover.name.startswith(prefix.name):
                 leftover.unlink(missing_ok=True)  # a dead worker's, or one never copied from
-        for handle in self._files:
+        for handle, complete in zip(self._files, self._complete, strict=True):
+            handle.flush()
+            os.ftruncate(handle.fileno(), complete)
             handle.close()
         for writer in self._parquet:
             writer.close()
@@ -433,6 +441,14 @@ class _Writer:
         for temp, target in zip(self.temps, self.targets, strict=True):
             os.replace(temp, target)
         return self.targets
+
+
+def _write_all(fd: int, data: bytes) -> int:
+    """Write all of ``data`` to ``fd`` (one ``os.write`` may write less); its length."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+    return len(data)
 
 
 # --- running -------------------------------------------------------------------------------
@@ -507,6 +523,7 @@ def run_cohort(source: Path, out: Path, *, input_format: str | None = None,
         spool = None if tables else writer.spool_prefix
         for result in _results(all_chunks(), tables, workers, spec, evaluate, spool):
             writer.write(result)
+            writer.commit()
             summary.merge(result.summary)
             if progress is not None:
                 progress(result.summary.patients)

@@ -150,6 +150,7 @@ def test_spooled_chunks_are_copied_in_order_and_spools_retired(
         spooled = spools[n % 2].write(data)
         seen.add(spooled.path)
         writer.write(ChunkResult(n, b"", [], [], CohortSummary(), spooled))
+        writer.commit()
         if spooled.retired is not None:
             assert not Path(spooled.retired).exists()
     assert len(seen) > 4
@@ -260,6 +261,31 @@ def test_interruption_leaves_a_valid_truncated_output(cohort_dir: Path, tmp_path
     patients = pd.read_parquet(tmp_path / "out.patients.parquet")
     assert len(patients) == run.summary.patients == 1000  # the first chunk
     assert list(patients["row"]) == list(range(1, 1001))
+
+
+def test_ctrl_c_in_the_middle_of_a_chunk_leaves_whole_chunks_only(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl-C can land while a chunk is being copied into the output; the output is cut
+    back to the last whole chunk, and the summary counts exactly the rows it holds."""
+    source = tmp_path / "big.jsonl"
+    synth.write(source, 2500, seed=4, fmt="jsonl")
+    real = os.copy_file_range
+    calls = {"n": 0}
+
+    def interrupted_midway(src: int, dst: int, count: int, offset_src: int) -> int:
+        calls["n"] += 1
+        if calls["n"] == 2:  # the second chunk: half of it lands, then Ctrl-C
+            real(src, dst, count // 2, offset_src)
+            raise KeyboardInterrupt
+        return real(src, dst, count, offset_src)
+
+    monkeypatch.setattr(os, "copy_file_range", interrupted_midway)
+    out = tmp_path / "out.jsonl"
+    run = run_cohort(source, out, workers=2)
+    assert run.interrupted
+    rows = _jsonl(out)
+    assert len(rows) == run.summary.patients == 1000
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["big.jsonl", "out.jsonl"]
 
 
 def test_cli_ctrl_c_exits_130_with_valid_output(tmp_path: Path) -> None:

@@ -16,7 +16,7 @@ import attrs
 
 from . import _format
 from ._conditions import DerivedTest, FactTest
-from ._engine import Fired
+from ._engine import Fired, json_string
 from ._factspec import FACTS
 from ._prepare import PreparedFacts
 from ._ruleset import Rule, Ruleset
@@ -72,12 +72,9 @@ def _dumps(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
-_string: Any = getattr(json.encoder, "c_encode_basestring", None) or \
-    json.encoder.py_encode_basestring  # what json.dumps(ensure_ascii=False) uses for str
-
 
 def _strings(values: tuple[str, ...]) -> str:
-    return "[" + ",".join(_string(v) for v in values) + "]"
+    return "[" + ",".join(json_string(v) for v in values) + "]"
 
 
 @attrs.frozen
@@ -324,7 +321,7 @@ class Assembler:
     def json(self, prepared: PreparedFacts, selection: Selection) -> str:
         """The assessment as compact JSON text, equal to ``Assessment.to_json(indent=None)``."""
         pid = prepared.patient_id
-        parts = [f'{{"patient_id":{"null" if pid is None else _string(pid)},', self._header,
+        parts = [f'{{"patient_id":{"null" if pid is None else json_string(pid)},', self._header,
                  f'"risk":{{"group":"{selection.group}",'
                  f'"features":{_strings(selection.features)},'
                  f'"missing":{_strings(selection.missing)}}},"recommendations":[']
@@ -390,7 +387,8 @@ class Assembler:
         info = self.rules[rule.key]
         evidence = self._evidence(rule, branches, prepared.values)
         text, reason = self._words(rule, prepared, evidence)
-        parts = [info.prefix, f'"text":{_string(text)},"reason":{_string(reason)},"evidence":[',
+        parts = [info.prefix,
+                 f'"text":{json_string(text)},"reason":{json_string(reason)},"evidence":[',
                  ",".join(self._evidence_text(*e) for e in evidence),
                  f'],"citations":{info.citations}']
         if info.doses:
@@ -488,13 +486,8 @@ class _DoseRule:
     def as_json(self, bsa: float | None) -> str:
         """``_dumps(self.as_dict(bsa))``, from the fixed parts."""
         dose, dose_max, capped = self.amounts(bsa)
-        return (f'{self.head}{_number(dose)},"dose_max":{_number(dose_max)},{self.tail}'
-                f'{"true" if capped else "false"},"schedule":{_string(self.schedule)}}}')
-
-
-def _number(value: float | None) -> str:
-    """JSON of a finite float or None, as json.dumps writes it (without its overhead)."""
-    return "null" if value is None else float.__repr__(value)
+        return (f'{self.head}{_value_json(dose)},"dose_max":{_value_json(dose_max)},{self.tail}'
+                f'{"true" if capped else "false"},"schedule":{json_string(self.schedule)}}}')
 
 
 class _Marker(str):
@@ -510,9 +503,10 @@ def _doses_json(doses: tuple[_DoseRule, ...], bsa: float | None) -> str:
 
 
 def _value_json(value: Any) -> str:
+    """``_dumps(value)``, without json's overhead for the common finite float and None."""
     if type(value) is float:
         return float.__repr__(value)
-    return _dumps(value)
+    return "null" if value is None else _dumps(value)
 
 
 def _fill(skeleton: tuple[Any, ...], values: Mapping[str, Any],

@@ -65,7 +65,8 @@ def _fixed_point(value: Any) -> str:
     raise TypeError(f"cannot send {type(value).__name__} to the engine")
 
 
-_string: Any = getattr(json.encoder, "c_encode_basestring", None) or \
+#: A str's JSON, as json.dumps(ensure_ascii=False) writes it, without json.dumps' overhead.
+json_string: Any = getattr(json.encoder, "c_encode_basestring", None) or \
     json.encoder.py_encode_basestring
 
 
@@ -85,7 +86,7 @@ def _engine_value(value: Any) -> str:
     if kind is int:
         return str(value)
     if kind is str:
-        return str(_string(value))
+        return str(json_string(value))
     raise EvaluationError(f"cannot send a {kind.__name__} to the engine")
 
 

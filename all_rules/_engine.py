@@ -183,11 +183,15 @@ class Engine:
         definition[_PRIME] = {"all": [{"m": {"$and": [{"t": "prime"}]}}]}
         self.definition = definition
         self.stages = max((rule.stage for rule in ruleset.rules), default=0)
+        self._stage_facts = tuple(
+            f'{{"t":"stage","n":{n},"sid":"{self._session.sid}","id":"stage{n}"}}'
+            for n in range(1, self.stages + 1))
         tested = {leaf.fact for rule in ruleset.rules for branch in rule.branches
                   for leaf in branch if isinstance(leaf, FactTest)}
         #: (public name, engine key) of every fact some rule tests; the others are not sent.
         self.tested = tuple(sorted((name, FACTS[name].key) for name in tested))
         self._tested_json = tuple((name, f',"{key}":') for name, key in self.tested)
+        self._patient_head = f'{{"t":"patient","sid":"{self._session.sid}","id":"patient"'
         with ENGINE_LOCK:
             self._handle = _dre.create_ruleset(f"{ruleset.name}-{number}",
                                                _fixed_point(definition))
@@ -215,7 +219,6 @@ class Engine:
         Raises EvaluationError on any engine failure; never returns a partial result.
         """
         session = self._session
-        sid = session.sid
         asserted = self._patient_message(values)
         with ENGINE_LOCK:
             if self._handle is None:  # checked under the lock: close() may run in a thread
@@ -226,15 +229,13 @@ class Engine:
                     self._prime(session)
                 fired: dict[str, Fired] = {}
                 derived: list[str] = []
-                stages: list[str] = []
                 self._assert(session, _dre.assert_fact, asserted)
                 self._settle(session, fired, derived)
-                for stage in range(1, self.stages + 1):
-                    stages.append(f'{{"t":"stage","n":{stage},"sid":"{sid}","id":"stage{stage}"}}')
-                    self._assert(session, _dre.assert_fact, stages[-1])
+                for stage_fact in self._stage_facts:
+                    self._assert(session, _dre.assert_fact, stage_fact)
                     self._settle(session, fired, derived)
                 # Stage facts first: once they are gone no negation can fire on retraction.
-                self._retract(session, [*stages, *derived, asserted])
+                self._retract(session, [*self._stage_facts, *derived, asserted])
                 clean = session.evaluations < RENEW_EVERY
                 return list(fired.values())
             except EvaluationError:
@@ -248,7 +249,7 @@ class Engine:
 
     def _patient_message(self, values: Mapping[str, Any]) -> str:
         """The patient's engine fact: every tested fact that is known, nothing else."""
-        parts = [f'{{"t":"patient","sid":"{self._session.sid}","id":"patient"']
+        parts = [self._patient_head]
         for name, key in self._tested_json:
             value = values.get(name)
             if value is not None:

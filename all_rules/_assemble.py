@@ -405,8 +405,6 @@ class Assembler:
         return evidence
 
     def _evidence_text(self, fact: str, value: Any, test: str) -> str:
-        if type(value) is _Marker:
-            return f'{{"fact":{_dumps(fact)},"value":{_dumps(value)},"test":{_dumps(test)}}}'
         text: str = self._evidence_json.get_or_make(
             (fact, test, _typed(value)),
             lambda: f'{{"fact":{_dumps(fact)},"value":{_dumps(value)},"test":{_dumps(test)}}}')

@@ -32,9 +32,9 @@ from collections.abc import Mapping
 from typing import Any
 
 import attrs
-import durable_rules_engine as _dre
 
 from ._conditions import Branch, DerivedTest, FactTest, ParamRef, Tolerance
+from ._durable import engine as _dre
 from ._factspec import FACTS
 from ._ruleset import Rule, Ruleset
 from ._schema import Concludes

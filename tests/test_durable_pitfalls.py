@@ -15,9 +15,9 @@ import textwrap
 from collections.abc import Iterator
 from typing import Any
 
-import durable_rules_engine as dre
 import pytest
 
+from all_rules._durable import engine as dre
 from all_rules._engine import ENGINE_LOCK
 
 
@@ -142,7 +142,8 @@ def test_state_table_overflows_at_1024_live_sessions() -> None:
     """The 1,025th live session raises MemoryError: why the engine deletes every state in
     `finally` and keeps one alive at a time. (Run apart: the overflow leaks a slot.)"""
     script = textwrap.dedent("""
-        import json, durable_rules_engine as dre
+        import json
+        from all_rules._durable import engine as dre
         h = dre.create_ruleset("overflow", json.dumps(
             {"a": {"all": [{"m": {"$and": [{"t": "p"}, {"$gt": {"x": 1}}]}}]}}))
         for i in range(1100):
@@ -203,7 +204,8 @@ def test_retraction_and_negation_in_a_reused_state(engine: Any) -> None:
 
 
 _DELETE_AFTER_ASSERT = textwrap.dedent("""
-    import json, sys, durable_rules_engine as dre
+    import json, sys
+    from all_rules._durable import engine as dre
     from all_rules import Guideline
     engine = Guideline.default().engine
     guarded = sys.argv[1] == "guarded"
@@ -255,7 +257,8 @@ def test_deleting_a_state_on_which_no_action_ever_started_crashes() -> None:
     stage fact alone, which fires nothing, on the shipped guideline's ruleset. Why the engine
     primes every new state with an action of its own."""
     script = textwrap.dedent("""
-        import json, durable_rules_engine as dre
+        import json
+        from all_rules._durable import engine as dre
         from all_rules import Guideline
         engine = Guideline.default().engine
         for i in range(50):

@@ -10,11 +10,11 @@ import threading
 from pathlib import Path
 from typing import Any
 
-import durable_rules_engine as dre
 import pytest
 
 import all_rules._engine as engine_module
 from all_rules import EvaluationError, Guideline, assess
+from all_rules._durable import engine as dre
 from all_rules._engine import ENGINE_LOCK
 
 ADULT_PH = {"patient_id": "P-1", "age_years": 42, "lineage": "B", "ph_status": "positive",

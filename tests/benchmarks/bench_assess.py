@@ -18,6 +18,8 @@ import sys
 import time
 from typing import Any
 
+import _runtime  # tests/benchmarks/_runtime.py, beside this script
+
 from all_rules import Guideline
 
 PHASES = ("diagnosis", "induction", "consolidation", "maintenance", "relapsed", "refractory")
@@ -122,6 +124,7 @@ def main() -> None:
     fired = statistics.mean(len(guideline.assess(p).recommendations) for p in patients[:1000])
     rules = len(guideline.ruleset.rules)
     branches = len(guideline.engine.definition)
+    print(_runtime.describe())
     print(f"all-rules assess latency over {count:,} generated patients "
           f"({rules} rules, {branches} engine rules, {fired:.1f} items per patient on average)")
     print(f"{'':24}{'p50 µs':>10}{'p99 µs':>10}{'mean µs':>10}")

@@ -19,6 +19,7 @@ import time
 import uuid
 from typing import Any
 
+import _runtime  # tests/benchmarks/_runtime.py, beside this script
 import httpx
 import jwt
 import uvicorn
@@ -101,6 +102,7 @@ def main() -> None:
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+    print(_runtime.describe())
     print(f"CDS Hooks patient-view on loopback, {count:,} calls, one keep-alive connection")
     print(f"{'':34}{'p50 ms':>9}{'p99 ms':>9}{'mean ms':>9}")
     for name, samples in (("patient-view (verify, map, assess)", hook),

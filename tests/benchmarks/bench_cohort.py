@@ -16,6 +16,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import _runtime  # tests/benchmarks/_runtime.py, beside this script
+
 from all_rules import synth
 from all_rules._cohort_io import GuidelineSpec, run_cohort
 
@@ -53,6 +55,7 @@ def main() -> None:
         parent = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         worker = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     n = args.count
+    print(_runtime.describe())
     print(f"cohort throughput, {n:,} synthetic patients, {args.workers} worker process(es), "
           f"{os.cpu_count()} cores")
     print(f"  synth (seed {args.seed}):            {synth_seconds:8.1f} s  ({size_in:,.0f} MiB)")

@@ -43,4 +43,13 @@ def test_readme_states_the_two_commands() -> None:
     assert 'pip install -e ".[dev]"' in readme
     assert 'pip install --quiet -e ".[dev]"' in ci
     assert "\npytest\n" in readme
-    assert "\npytest\n" in ci
+    assert re.search(r"^\s*pytest$", ci, re.MULTILINE)
+    assert "python3 -m venv .venv" in readme  # whichever python3 the machine has
+
+
+def test_ci_runs_the_tests_on_311_and_313() -> None:
+    """CI runs README's commands on the oldest and the newest Python the package declares."""
+    ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+    pyproject = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
+    assert "for VERSION in 3.11 3.13; do" in ci
+    assert 'requires-python = ">=3.11,<3.14"' in pyproject

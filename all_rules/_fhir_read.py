@@ -132,7 +132,7 @@ def observation(resource: Mapping[str, Any], ref: str, codes: CodeMap, record: R
     if hit is not None:
         _value(resource, ref, hit, when, codes, record)
     for component, found in parts:
-        _value(component, f"{ref} (component {found[0]})", found, when, codes, record)
+        _value(component, ref, found, when, codes, record)
 
 
 def _mapped(element: Mapping[str, Any], codes: CodeMap) -> tuple[str, str] | None:

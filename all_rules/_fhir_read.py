@@ -25,6 +25,8 @@ QUALITATIVE = frozenset({"ph_status", "kmt2a_rearranged", "cd19_positive", "cd22
                          "testicular_involvement"})
 UCUM = "http://unitsofmeasure.org"
 TYPES = {name: spec.type for name, spec in FACTS.items()}
+MAP = (dict, Mapping)
+"""isinstance against this checks ``dict`` (what JSON gives) before the slower ABC."""
 
 
 @attrs.frozen(order=False)
@@ -89,10 +91,10 @@ def parse_when(text: Any) -> When:
 
 
 def codings(concept: Any) -> list[Mapping[str, Any]]:
-    if not isinstance(concept, Mapping):
+    if not isinstance(concept, MAP):
         return []
     found = concept.get("coding")
-    return [c for c in found if isinstance(c, Mapping)] if isinstance(found, list) else []
+    return [c for c in found if isinstance(c, MAP)] if isinstance(found, list) else []
 
 
 def ref_of(resource: Mapping[str, Any]) -> str:
@@ -104,7 +106,7 @@ def subject_matches(resource: Mapping[str, Any], names: frozenset[str]) -> bool 
     subject = resource.get("subject", resource.get("patient"))
     if subject is None:
         return None
-    reference = subject.get("reference") if isinstance(subject, Mapping) else None
+    reference = subject.get("reference") if isinstance(subject, MAP) else None
     if not isinstance(reference, str):
         return False  # an identifier-only reference cannot be checked: not used
     reference = reference.split("/_history/")[0]
@@ -115,8 +117,9 @@ def subject_matches(resource: Mapping[str, Any], names: frozenset[str]) -> bool 
 def observation(resource: Mapping[str, Any], ref: str, codes: CodeMap, record: Record) -> None:
     """Candidates from an Observation and its components, or reports."""
     hit = _mapped(resource, codes)
-    parts = [(c, hit_c) for c in resource.get("component") or [] if isinstance(c, Mapping)
-             for hit_c in [_mapped(c, codes)] if hit_c is not None]
+    parts = [(c, hit_c) for c in resource.get("component") or () if isinstance(c, MAP)
+             for hit_c in [_mapped(c, codes)] if hit_c is not None] \
+        if "component" in resource else []
     if hit is None and not parts:
         record.unmapped.append(Unmapped(ref, "no code in the code map"))
         return
@@ -136,10 +139,14 @@ def observation(resource: Mapping[str, Any], ref: str, codes: CodeMap, record: R
 
 
 def _mapped(element: Mapping[str, Any], codes: CodeMap) -> tuple[str, str] | None:
-    for coding in codings(element.get("code")):
-        found = codes.observations.get(key(coding.get("system"), coding.get("code")))
-        if found is not None:
-            return found
+    concept = element.get("code")
+    found = concept.get("coding") if isinstance(concept, MAP) else None
+    for coding in found if isinstance(found, list) else ():
+        if isinstance(coding, MAP):
+            hit = codes.observations.get((str(coding.get("system") or ""),
+                                          str(coding.get("code") or "")))
+            if hit is not None:
+                return hit
     return None
 
 
@@ -244,7 +251,7 @@ def _polarities(element: Mapping[str, Any], concept: Any, codes: CodeMap) -> set
     not a recognised answer (an unknown value is not outvoted by a known one)."""
     said: set[bool] = set()
     texts = codes.qualitative_text
-    if isinstance(concept, Mapping):
+    if isinstance(concept, MAP):
         found_codes = [codes.qualitative.get(key(c.get("system"), c.get("code")))
                        for c in codings(concept)]
         known = [f for f in found_codes if f is not None]

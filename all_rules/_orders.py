@@ -55,6 +55,16 @@ class OrderCodes:
         return cls(medications, frozenset(routes), procedures, units)
 
 
+_DEFAULT: list[OrderCodes] = []
+
+
+def default_order_codes() -> OrderCodes:
+    """The shipped order codes, read once."""
+    if not _DEFAULT:
+        _DEFAULT.append(OrderCodes.load())
+    return _DEFAULT[0]
+
+
 def _codings(concept: Any) -> list[Mapping[str, Any]]:
     if not isinstance(concept, Mapping):
         return []

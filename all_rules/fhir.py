@@ -26,6 +26,7 @@ import attrs
 
 from ._fhir_map import CODE_MAP, CodeMap, FhirMappingError, Unmapped, default_map
 from ._fhir_read import (
+    MAP,
     Candidate,
     Diagnosis,
     Record,
@@ -86,22 +87,22 @@ def _patient_model(resource: Mapping[str, Any]) -> Any:
 
 
 def _entries(bundle: Mapping[str, Any], record_unmapped: list[Unmapped],
-             cut: list[bool]) -> list[Mapping[str, Any]]:
-    """The resources of the Bundle and of search-result Bundles inside it."""
-    resources: list[Mapping[str, Any]] = []
-    if any(isinstance(link, Mapping) and link.get("relation") == "next"
-           for link in bundle.get("link") or []):
+             cut: list[bool]) -> list[tuple[Mapping[str, Any], Any]]:
+    """(resource, fullUrl) of the Bundle's entries and of search-result Bundles inside it."""
+    resources: list[tuple[Mapping[str, Any], Any]] = []
+    if any(isinstance(link, MAP) and link.get("relation") == "next"
+           for link in bundle.get("link") or ()):
         record_unmapped.append(Unmapped(ref_of(bundle), "the search result has a `next` page "
                                         "that was not followed: the record may be cut"))
         cut.append(True)
-    for index, entry in enumerate(bundle.get("entry") or []):
-        resource = entry.get("resource") if isinstance(entry, Mapping) else None
-        if not isinstance(resource, Mapping):
+    for index, entry in enumerate(bundle.get("entry") or ()):
+        resource = entry.get("resource") if isinstance(entry, MAP) else None
+        if not isinstance(resource, MAP):
             record_unmapped.append(Unmapped(f"entry[{index}]", "no resource"))
         elif resource.get("resourceType") == "Bundle":
             resources.extend(_entries(resource, record_unmapped, cut))
         else:
-            resources.append(resource)
+            resources.append((resource, entry.get("fullUrl")))
     return resources
 
 
@@ -118,16 +119,14 @@ def _read(bundle: Mapping[str, Any], code_map: CodeMap) -> Record:
     unmapped: list[Unmapped] = []
     cut: list[bool] = []
     resources = _entries(bundle, unmapped, cut)
-    patients = {str(r.get("id")): r for r in resources if r.get("resourceType") == "Patient"}
+    found = [(r, url) for r, url in resources if r.get("resourceType") == "Patient"]
+    patients = {str(r.get("id")): r for r, _ in found}
     if len(patients) != 1:
         raise FhirMappingError([f"(bundle): expected exactly one Patient, found {len(patients)}"])
     (patient_id, patient), = patients.items()
     record = Record(patient, f"Patient/{patient_id}", unmapped=unmapped, incomplete=bool(cut))
-    names = frozenset({record.patient_ref} | {
-        str(e.get("fullUrl")) for e in bundle.get("entry") or []
-        if isinstance(e, Mapping) and isinstance(e.get("resource"), Mapping)
-        and e["resource"].get("resourceType") == "Patient" and e.get("fullUrl")})
-    for resource in resources:
+    names = frozenset({record.patient_ref} | {str(url) for _, url in found if url})
+    for resource, _ in resources:
         kind = resource.get("resourceType")
         ref = ref_of(resource)
         if kind == "Patient":
@@ -287,10 +286,10 @@ def _plan(record: Record, order_codes: Any, values: dict[str, Any],
           unmapped: list[Unmapped]) -> dict[str, str]:
     if not record.orders:
         return {}
-    from ._orders import OrderCodes, plan_from_orders
+    from ._orders import default_order_codes, plan_from_orders
 
     plan, plan_sources, skipped, problems = plan_from_orders(
-        {"entry": record.orders}, order_codes or OrderCodes.load())
+        {"entry": record.orders}, order_codes or default_order_codes())
     unmapped.extend(skipped)
     for problem in problems:
         resource, _, reason = problem.partition(": ")

@@ -79,11 +79,13 @@ def _age_years(birth: dt.date, on: dt.date) -> float:
     return round(float(days) / 365.25, 3)
 
 
-def _patient_model(resource: Mapping[str, Any]) -> Any:
-    """The Patient validated as its fhir.resources model (R4B, whose Patient JSON is R4's)."""
-    from fhir.resources.R4B.patient import Patient
-
-    return Patient.model_validate(resource)
+def _patient_class() -> Any:
+    """fhir.resources' Patient (R4B, whose Patient JSON is R4's), or the extra to install."""
+    try:
+        from fhir.resources.R4B.patient import Patient
+    except ImportError:
+        raise ImportError("FHIR needs fhir.resources: pip install 'all-rules[fhir]'") from None
+    return Patient
 
 
 def _entries(bundle: Mapping[str, Any], record_unmapped: list[Unmapped],
@@ -152,10 +154,10 @@ def _read(bundle: Mapping[str, Any], code_map: CodeMap) -> Record:
     return record
 
 
-def _birth(record: Record) -> dt.date:
+def _birth(record: Record, patient_class: Any) -> dt.date:
     ref = record.patient_ref
     try:
-        model = _patient_model(record.patient)
+        model = patient_class.model_validate(record.patient)
     except Exception as error:  # pydantic's ValidationError
         first = str(error).splitlines()[0]
         raise FhirMappingError([f"{ref}: not a valid Patient ({first})"]) from None
@@ -216,12 +218,13 @@ def facts_from_bundle(bundle: Mapping[str, Any], *, assessment_date: dt.date,
     map). ``extra`` adds facts the Bundle does not carry (e.g. ``phase``); the caller's value
     wins. ``windows`` sets how old a value may be (docs/fhir.md).
     """
+    patient_class = _patient_class()
     if not isinstance(bundle, Mapping) or bundle.get("resourceType") != "Bundle":
         raise FhirMappingError(["(input): not a FHIR Bundle"])
     code_map = code_map or default_map()
     windows = windows or Windows()
     record = _read(bundle, code_map)
-    birth = _birth(record)
+    birth = _birth(record, patient_class)
     try:
         age = _age_years(birth, assessment_date)
     except ValueError as error:

@@ -37,6 +37,7 @@ from ._fhir_read import (
 )
 from ._fhir_select import Source, Windows, choose
 from ._guideline import Guideline, validate_facts
+from ._orders import default_order_codes, plan_from_orders
 from .exceptions import InvalidFactsError
 from .facts import PatientFacts
 from .output import Assessment, Evidence, Recommendation, _trusted
@@ -289,8 +290,6 @@ def _plan(record: Record, order_codes: Any, values: dict[str, Any],
           unmapped: list[Unmapped]) -> dict[str, str]:
     if not record.orders:
         return {}
-    from ._orders import default_order_codes, plan_from_orders
-
     plan, plan_sources, skipped, problems = plan_from_orders(
         {"entry": record.orders}, order_codes or default_order_codes())
     unmapped.extend(skipped)

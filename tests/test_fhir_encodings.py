@@ -167,3 +167,24 @@ def test_a_cut_search_result_is_reported() -> None:
                                            "as 'no data'")
     whole = facts_from_bundle(bundle(diagnosis()), assessment_date=ON)
     assert not whole.incomplete
+
+
+@pytest.mark.parametrize(("reference", "used"), [
+    ("Patient/p1", True), ("https://ehr.example/fhir/Patient/p1", True),
+    ("Patient/p1/_history/3", True), ("urn:uuid:7d2c3e52-4b0e-4a4e-9d0c-1f0ad2b9c001", True),
+    ("Patient/p2", False), ("https://ehr.example/fhir/Patient/p10", False),
+    ("Group/p1", False), (None, False),
+])
+def test_the_patient_in_the_forms_servers_reference_it(reference: str | None,
+                                                       used: bool) -> None:
+    """By id, absolute URL, version, or the Patient entry's fullUrl; a subject naming only an
+    identifier cannot be checked and is not used."""
+    subject: dict[str, Any] = {"reference": reference} if reference else {
+        "identifier": {"system": "urn:mrn", "value": "123"}}
+    record = bundle(diagnosis(), wbc({"value": 45, "unit": "10*9/L"}, subject=subject))
+    record["entry"][0]["fullUrl"] = "urn:uuid:7d2c3e52-4b0e-4a4e-9d0c-1f0ad2b9c001"
+    mapped = facts_from_bundle(record, assessment_date=ON)
+    assert (mapped.facts.wbc_at_diagnosis_10e9_per_l == 45) is used
+    if not used:
+        assert ("Observation/w", "its subject is not this Bundle's patient") in {
+            (u.resource, u.reason) for u in mapped.unmapped}

@@ -35,7 +35,7 @@ from ._fhir_read import (
     ref_of,
     subject_matches,
 )
-from ._fhir_select import Source, Windows, choose
+from ._fhir_select import Chosen, Source, Windows, choose
 from ._guideline import Guideline, validate_facts
 from ._orders import default_order_codes, plan_from_orders
 from .exceptions import InvalidFactsError
@@ -182,7 +182,7 @@ def _diagnosis(record: Record) -> tuple[Diagnosis | None, list[Candidate]]:
     return ordered[0][0], found
 
 
-def _merge(chosen: Any, carried: list[Candidate]) -> None:
+def _merge(chosen: Chosen, carried: list[Candidate]) -> None:
     """Facts of the diagnosis codes join those chosen from Observations."""
     by_fact: dict[str, list[Candidate]] = {}
     for c in carried:

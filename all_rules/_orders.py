@@ -3,7 +3,8 @@
 MedicationRequests of vincristine, daunorubicin and pegaspargase become ``plan.doses`` (one
 per request, dose and UCUM unit from the first ``doseAndRate``); a TKI order sets
 ``plan.tki``; an order by the intrathecal route sets ``plan.intrathecal_in_induction``;
-ServiceRequests for cranial irradiation and allogeneic HSCT set those flags. Codes come from
+ServiceRequests for cranial irradiation and allogeneic HSCT set those flags. Only current
+orders (draft, active, on-hold) are the plan; the others are reported. Codes come from
 the ``orders`` section of the code map. What is not recognised is reported, never guessed.
 """
 
@@ -15,7 +16,11 @@ from typing import Any
 import attrs
 import yaml
 
-from .fhir import CODE_MAP, Unmapped
+from ._fhir_map import CODE_MAP, Unmapped
+
+CURRENT = frozenset({"draft", "active", "on-hold"})
+"""Order statuses that are the current plan; completed, stopped, cancelled, revoked,
+entered-in-error and unknown orders are not."""
 
 
 def _key(coding: Mapping[str, Any]) -> tuple[str, str]:
@@ -50,6 +55,16 @@ class OrderCodes:
         return cls(medications, frozenset(routes), procedures, units)
 
 
+_DEFAULT: list[OrderCodes] = []
+
+
+def default_order_codes() -> OrderCodes:
+    """The shipped order codes, read once."""
+    if not _DEFAULT:
+        _DEFAULT.append(OrderCodes.load())
+    return _DEFAULT[0]
+
+
 def _codings(concept: Any) -> list[Mapping[str, Any]]:
     if not isinstance(concept, Mapping):
         return []
@@ -71,6 +86,10 @@ def plan_from_orders(orders: Mapping[str, Any], codes: OrderCodes
             continue
         ref = f"{resource.get('resourceType')}/{resource.get('id', '?')}"
         kind = resource.get("resourceType")
+        status = resource.get("status")
+        if kind in ("MedicationRequest", "ServiceRequest") and status not in CURRENT:
+            unmapped.append(Unmapped(ref, f"status {status!r}: not the current plan", "plan"))
+            continue
         if kind == "MedicationRequest":
             _medication(resource, ref, codes, plan, sources, doses, unmapped, problems)
         elif kind == "ServiceRequest":

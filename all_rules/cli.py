@@ -309,6 +309,10 @@ def _synth(args: argparse.Namespace) -> int:
     if args.count < 0:
         raise _InputError("N must be 0 or more")
     fmt = format_of(args.out, args.format)
+    if fmt == "parquet":
+        from ._cohort_io import _pyarrow
+
+        _pyarrow()  # the extra to install, before any work
     synth.write(args.out, args.count, args.seed, fmt, args.missing_rate)
     print(f"wrote {args.count:,} synthetic patients to {args.out}", file=sys.stderr)
     return EXIT_OK
@@ -316,6 +320,7 @@ def _synth(args: argparse.Namespace) -> int:
 
 def _serve(args: argparse.Namespace) -> int:
     try:
+        import fhir.resources  # noqa: F401 - every call maps FHIR
         import uvicorn
 
         from .cds import ServiceSettings, create_app

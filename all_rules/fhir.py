@@ -1,58 +1,54 @@
 """FHIR R4 → SPEC facts (needs ``all-rules[fhir]``).
 
-``facts_from_bundle(bundle, assessment_date=...)`` reads a Bundle's Patient, Observation,
-Condition, MedicationRequest and ServiceRequest resources into :class:`PatientFacts`,
-through a shipped code map (``fhir_codes.yaml``, extendable by an institution). Each
-mapped fact records the resource it came from; :func:`assess_bundle` puts that provenance
-into the evidence of every recommendation. What cannot be mapped is reported, never
-guessed: an unconvertible unit, a partial birth date, conflicting values, or a resource in a
-status that is not a result.
+``facts_from_bundle(bundle, assessment_date=...)`` reads a patient's record — a Bundle of
+Patient, Observation, Condition, MedicationRequest and ServiceRequest resources, often years
+of them — into :class:`PatientFacts`, in three steps: reading each resource into dated
+candidate values through the code map (``_fhir_read``, ``fhir_codes.yaml``), choosing each
+fact's value by time relative to the assessment date (``_fhir_select``), then building the
+facts and the current plan (here, and ``_orders``). Each fact records the resource and date
+it came from; :func:`assess_bundle` puts that provenance into the evidence.
 
-Resources are validated one by one with ``fhir.resources`` (R4B models, whose JSON for these
-resource types is R4's): a malformed resource that matters is refused by name, while a
-resource the mapping does not use cannot sink the whole Bundle.
+What cannot be used is reported in ``unmapped`` and the fact left unknown, never guessed: an
+unconvertible unit, a comparator, a non-final status, another patient's resource, two
+different values at the same time, a value too old. Only a Bundle that cannot be read at all
+(not a Bundle, not exactly one Patient, no usable birth date) raises FhirMappingError.
+``diagnosis`` is the active ALL Condition used, or None: without one the record is not an
+ALL patient's, and no ALL treatment advice applies (``has_all_diagnosis``).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import attrs
-import yaml
 
-from ._factspec import FACTS
+from ._fhir_map import CODE_MAP, CodeMap, FhirMappingError, Unmapped, default_map
+from ._fhir_read import (
+    MAP,
+    Candidate,
+    Diagnosis,
+    Record,
+    condition,
+    observation,
+    ref_of,
+    subject_matches,
+)
+from ._fhir_select import Chosen, Source, Windows, choose
 from ._guideline import Guideline, validate_facts
-from .exceptions import AllRulesError, InvalidFactsError
+from ._orders import default_order_codes, plan_from_orders
+from .exceptions import InvalidFactsError
 from .facts import PatientFacts
 from .output import Assessment, Evidence, Recommendation, _trusted
 
-__all__ = ["CodeMap", "FhirFacts", "FhirMappingError", "Unmapped", "assess_bundle",
-           "facts_from_bundle"]
+__all__ = ["CODE_MAP", "CodeMap", "Diagnosis", "FhirFacts", "FhirMappingError", "Source",
+           "Unmapped", "Windows", "assess_bundle", "facts_from_bundle", "with_provenance"]
 
-CODE_MAP = Path(__file__).with_name("fhir_codes.yaml")
-_RESULT_STATUSES = {"final", "amended", "corrected"}
-_CONDITION_SKIP = {"entered-in-error", "refuted"}
-
-
-class FhirMappingError(AllRulesError, ValueError):
-    """The Bundle cannot give valid facts; ``problems`` names each resource at fault."""
-
-    def __init__(self, problems: list[str]) -> None:
-        self.problems = problems
-        lines = "\n".join(f"  - {p}" for p in problems)
-        super().__init__(f"cannot map the FHIR Bundle to facts ({len(problems)} problem(s)):\n"
-                         f"{lines}")
-
-
-@attrs.frozen
-class Unmapped:
-    """A resource (or part of one) that was not used, and why."""
-
-    resource: str
-    reason: str
+_ORDERS = ("MedicationRequest", "ServiceRequest")
+_READERS = {"Observation": observation, "Condition": condition}
+# Facts a diagnosis code may carry that an explicit, dated Observation states better.
+_OBSERVATION_WINS = frozenset({"phase", "complete_remission", "relapse_count"})
 
 
 @attrs.frozen
@@ -61,243 +57,269 @@ class FhirFacts:
 
     facts: PatientFacts
     provenance: Mapping[str, str]
+    """fact → ``ResourceType/id (date)``: the resource, and the date of the value used."""
     unmapped: tuple[Unmapped, ...]
+    diagnosis: Diagnosis | None = None
+    """The active ALL Condition used as the diagnosis; None: no ALL diagnosis in the record."""
+    incomplete: bool = False
+    """The record was cut (a ``next`` page not followed) or the server reported a problem."""
+    undetermined: frozenset[str] = frozenset()
+    """Facts the record speaks of but that were left unknown (a conflict, a value not read)."""
+    sources: Mapping[str, Source] = attrs.field(factory=dict)
+
+    @property
+    def has_all_diagnosis(self) -> bool:
+        """True when the record holds an active, not refuted ALL Condition."""
+        return self.diagnosis is not None
 
 
-def _key(system: str | None, code: str | None) -> tuple[str, str]:
-    return (system or "", code or "")
-
-
-@attrs.frozen
-class CodeMap:
-    """Codes → facts, and UCUM units → factors (``fhir_codes.yaml``)."""
-
-    observations: Mapping[tuple[str, str], tuple[str, str]]
-    """(system, code) → (fact, kind: quantity | coded)."""
-    coded_values: Mapping[str, Mapping[tuple[str, str], str]]
-    """fact → (system, code) of a result value → the fact's value."""
-    conditions: Mapping[tuple[str, str], Mapping[str, str]]
-    units: Mapping[str, Mapping[str, float]]
-
-    @classmethod
-    def load(cls, extra: str | Path | None = None) -> CodeMap:
-        """The shipped map, plus an institution's file of the same shape."""
-        documents = [yaml.safe_load(CODE_MAP.read_text(encoding="utf-8"))]
-        if extra is not None:
-            documents.append(yaml.safe_load(Path(extra).read_text(encoding="utf-8")) or {})
-        observations: dict[tuple[str, str], tuple[str, str]] = {}
-        coded: dict[str, dict[tuple[str, str], str]] = {}
-        conditions: dict[tuple[str, str], dict[str, str]] = {}
-        units: dict[str, dict[str, float]] = {}
-        for document in documents:
-            for entry in document.get("observations", []):
-                for code in entry.get("codes", []):
-                    observations[_key(code["system"], code["code"])] = (entry["fact"],
-                                                                        entry["kind"])
-                for value, codes in (entry.get("values") or {}).items():
-                    for code in codes:
-                        coded.setdefault(entry["fact"], {})[_key(code["system"],
-                                                                 code["code"])] = value
-            for entry in document.get("conditions", []):
-                code = entry["code"]
-                conditions[_key(code["system"], code["code"])] = dict(entry["facts"])
-            for fact, table in (document.get("units") or {}).items():
-                units.setdefault(fact, {}).update({str(u): float(f) for u, f in table.items()})
-        return cls(observations, coded, conditions, units)
-
-
-
-
-_TYPES = {name: spec.type for name, spec in FACTS.items()}
-
-
-def _typed(fact: str, value: Any) -> Any:
-    """A coded value as the fact's type: booleans from ``true``/``false`` value keys."""
-    if _TYPES.get(fact) == "bool" and isinstance(value, str):
-        return value.lower() == "true"
-    return value
-
-
-def _model(resource: Mapping[str, Any]) -> Any:
-    """The resource validated as its fhir.resources model (R4B)."""
-    from fhir.resources.R4B import get_fhir_model_class
-
-    return get_fhir_model_class(str(resource["resourceType"])).model_validate(resource)
-
-
-def _ref(resource: Mapping[str, Any]) -> str:
-    return f"{resource.get('resourceType')}/{resource.get('id', '?')}"
-
-
-def _age_years(birth: Any, on: dt.date) -> float:
+def _age_years(birth: dt.date, on: dt.date) -> float:
     days = (on - birth).days
     if days < 0:
         raise ValueError(f"birthDate {birth} is after the assessment date {on}")
     return round(float(days) / 365.25, 3)
 
 
-class _Reader:
-    def __init__(self, code_map: CodeMap, on: dt.date) -> None:
-        self.map, self.on = code_map, on
-        self.values: dict[str, Any] = {}
-        self.sources: dict[str, str] = {}
-        self.unmapped: list[Unmapped] = []
-        self.problems: list[str] = []
+def _patient_class() -> Any:
+    """fhir.resources' Patient (R4B, whose Patient JSON is R4's), or the extra to install."""
+    try:
+        from fhir.resources.R4B.patient import Patient
+    except ImportError:
+        raise ImportError("FHIR needs fhir.resources: pip install 'all-rules[fhir]'") from None
+    return Patient
 
-    def set(self, fact: str, value: Any, ref: str) -> None:
-        if fact in self.values and self.values[fact] != value:
-            self.problems.append(f"{ref}: {fact} = {value!r} conflicts with "
-                                 f"{self.sources[fact]} ({self.values[fact]!r})")
-            return
-        self.values[fact] = value
-        self.sources.setdefault(fact, ref)
 
-    def patient(self, resource: Any, ref: str) -> None:
-        birth = getattr(resource, "birthDate", None)
-        if birth is None:
-            self.problems.append(f"{ref}: no birthDate, so no age")
-        elif not isinstance(birth, dt.date):
-            self.problems.append(f"{ref}: birthDate {birth} is not a full date; the age "
-                                 "would be a guess")
+def _entries(bundle: Mapping[str, Any], record_unmapped: list[Unmapped],
+             cut: list[bool]) -> list[tuple[Mapping[str, Any], Any]]:
+    """(resource, fullUrl) of the Bundle's entries and of search-result Bundles inside it."""
+    resources: list[tuple[Mapping[str, Any], Any]] = []
+    if any(isinstance(link, MAP) and link.get("relation") == "next"
+           for link in bundle.get("link") or ()):
+        record_unmapped.append(Unmapped(ref_of(bundle), "the search result has a `next` page "
+                                        "that was not followed: the record may be cut"))
+        cut.append(True)
+    for index, entry in enumerate(bundle.get("entry") or ()):
+        resource = entry.get("resource") if isinstance(entry, MAP) else None
+        if not isinstance(resource, MAP):
+            record_unmapped.append(Unmapped(f"entry[{index}]", "no resource"))
+        elif resource.get("resourceType") == "Bundle":
+            resources.extend(_entries(resource, record_unmapped, cut))
         else:
-            try:
-                self.set("age_years", _age_years(birth, self.on), ref)
-            except ValueError as error:
-                self.problems.append(f"{ref}: {error}")
-        gender = getattr(resource, "gender", None)
-        if gender in ("female", "male", "other", "unknown"):
-            self.set("sex", gender, ref)
-        if getattr(resource, "id", None):
-            self.values.setdefault("patient_id", resource.id)
+            resources.append((resource, entry.get("fullUrl")))
+    return resources
 
-    def observation(self, resource: Any, ref: str) -> None:
-        if resource.status not in _RESULT_STATUSES:
-            self.unmapped.append(Unmapped(ref, f"status {resource.status!r} is not a result"))
-            return
-        codes = [_key(c.system, c.code) for c in (resource.code.coding or [])]
-        hit = next((self.map.observations[k] for k in codes if k in self.map.observations),
-                   None)
-        if hit is None:
-            self.unmapped.append(Unmapped(ref, "no code in the code map"))
-            return
-        fact, kind = hit
-        if kind == "quantity":
-            quantity = resource.valueQuantity
-            if quantity is None or quantity.value is None:
-                self.problems.append(f"{ref}: {fact} needs a valueQuantity")
-                return
-            unit = quantity.code or quantity.unit or ""
-            factor = self.map.units.get(fact, {}).get(unit)
-            if factor is None:
-                accepted = ", ".join(sorted(self.map.units.get(fact, {}))) or "none"
-                self.problems.append(f"{ref}: unit {unit!r} cannot be converted for {fact} "
-                                     f"(accepted UCUM codes: {accepted})")
-                return
-            number = round(float(quantity.value) * factor, 9)
-            if _TYPES.get(fact) == "integer":
-                if not number.is_integer():
-                    self.problems.append(f"{ref}: {fact} must be a whole number, got {number}")
-                    return
-                self.set(fact, int(number), ref)
-            else:
-                self.set(fact, number, ref)
-            return
-        concept = resource.valueCodeableConcept
-        values = self.map.coded_values.get(fact, {})
-        value = None
-        for coding in (concept.coding or []) if concept is not None else []:
-            value = values.get(_key(coding.system, coding.code))
-            if value is not None:
-                break
-        if value is None:
-            self.problems.append(f"{ref}: the result of {fact} has no code in the code map")
-            return
-        self.set(fact, _typed(fact, value), ref)
 
-    def condition(self, resource: Any, ref: str) -> None:
-        status = resource.verificationStatus
-        codes = [_key(c.system, c.code) for c in (status.coding or [])] if status else []
-        if any(code in _CONDITION_SKIP for _, code in codes):
-            self.unmapped.append(Unmapped(ref, "verification status excludes it"))
-            return
-        mapped = False
-        for coding in resource.code.coding or [] if resource.code else []:
-            facts = self.map.conditions.get(_key(coding.system, coding.code))
-            if facts:
-                mapped = True
-                for fact, value in facts.items():
-                    self.set(fact, _typed(fact, value), ref)
-        if not mapped:
-            self.unmapped.append(Unmapped(ref, "no code in the code map"))
+def _outcome(resource: Mapping[str, Any], record: Record) -> None:
+    issues = [i for i in resource.get("issue") or [] if isinstance(i, Mapping)]
+    said = ", ".join(f"{i.get('severity')} {i.get('code')}" for i in issues) or "no issue"
+    record.unmapped.append(Unmapped(ref_of(resource), f"the server reported: {said}; not read "
+                                    "as 'no data'"))
+    if any(i.get("severity") in ("fatal", "error", "warning") for i in issues):
+        record.incomplete = True
+
+
+def _read(bundle: Mapping[str, Any], code_map: CodeMap) -> Record:
+    unmapped: list[Unmapped] = []
+    cut: list[bool] = []
+    resources = _entries(bundle, unmapped, cut)
+    found = [(r, url) for r, url in resources if r.get("resourceType") == "Patient"]
+    patients = {str(r.get("id")): r for r, _ in found}
+    if len(patients) != 1:
+        raise FhirMappingError([f"(bundle): expected exactly one Patient, found {len(patients)}"])
+    (patient_id, patient), = patients.items()
+    record = Record(patient, f"Patient/{patient_id}", unmapped=unmapped, incomplete=bool(cut))
+    names = frozenset({record.patient_ref} | {str(url) for _, url in found if url})
+    for resource, _ in resources:
+        kind = resource.get("resourceType")
+        ref = ref_of(resource)
+        if kind == "Patient":
+            continue
+        if kind == "OperationOutcome":
+            _outcome(resource, record)
+            continue
+        reader = _READERS.get(str(kind))
+        if reader is None and kind not in _ORDERS:
+            record.unmapped.append(Unmapped(ref, "resource type not read for facts"))
+            continue
+        if subject_matches(resource, names) is False:
+            record.unmapped.append(Unmapped(ref, "its subject is not this Bundle's patient"))
+            continue
+        if reader is None:
+            record.orders.append({"resource": resource})
+            continue
+        try:
+            reader(resource, ref, code_map, record)
+        except (AttributeError, TypeError, ValueError) as error:  # a malformed field
+            record.unmapped.append(Unmapped(ref, f"not a valid {kind} "
+                                            f"({type(error).__name__})"))
+    return record
+
+
+def _birth(record: Record, patient_class: Any) -> dt.date:
+    ref = record.patient_ref
+    try:
+        model = patient_class.model_validate(record.patient)
+    except Exception as error:  # pydantic's ValidationError
+        first = str(error).splitlines()[0]
+        raise FhirMappingError([f"{ref}: not a valid Patient ({first})"]) from None
+    birth = getattr(model, "birthDate", None)
+    if birth is None:
+        raise FhirMappingError([f"{ref}: no birthDate, so no age"])
+    if not isinstance(birth, dt.date):
+        raise FhirMappingError([f"{ref}: birthDate {birth} is not a full date; the age would "
+                                "be a guess"])
+    return birth
+
+
+def _diagnosis(record: Record) -> tuple[Diagnosis | None, list[Candidate]]:
+    """The diagnosis (the earliest-dated active ALL Condition) and the facts its codes carry."""
+    if not record.diagnoses:
+        return None, []
+    ordered = sorted(record.diagnoses, key=lambda d: (d[0].date is None,
+                                                      d[0].date or dt.date.min))
+    found = [Candidate(fact, value, facts.get("when"), d.resource)
+             for d, facts in ordered for fact, value in facts.items() if fact != "when"]
+    return ordered[0][0], found
+
+
+def _merge(chosen: Chosen, carried: list[Candidate]) -> None:
+    """Facts of the diagnosis codes join those chosen from Observations."""
+    by_fact: dict[str, list[Candidate]] = {}
+    for c in carried:
+        by_fact.setdefault(c.fact, []).append(c)
+    for fact, found in by_fact.items():
+        if fact in _OBSERVATION_WINS and (fact in chosen.values or fact in chosen.undetermined):
+            continue
+        values = {repr(c.value) for c in found}
+        known = chosen.values.get(fact)
+        if len(values) > 1 or (fact in chosen.values and repr(known) not in values):
+            for c in found:
+                chosen.unmapped.append(Unmapped(c.ref, f"{fact} = {c.value!r} disagrees with "
+                                                "another source: left unknown", fact))
+            chosen.values.pop(fact, None)
+            chosen.sources.pop(fact, None)
+            chosen.undetermined.add(fact)
+            continue
+        if fact in chosen.undetermined:
+            continue
+        chosen.values[fact] = found[0].value
+        if found[0].value is not None:
+            when = found[0].when
+            chosen.sources.setdefault(fact, Source(found[0].ref, when.text if when else None))
 
 
 def facts_from_bundle(bundle: Mapping[str, Any], *, assessment_date: dt.date,
                       code_map: CodeMap | None = None,
                       extra: Mapping[str, Any] | None = None,
-                      order_codes: Any = None) -> FhirFacts:
-    """The SPEC facts of the Bundle's patient, with provenance and what was left out.
+                      order_codes: Any = None, windows: Windows | None = None) -> FhirFacts:
+    """The SPEC facts of the Bundle's patient at ``assessment_date``, with provenance.
 
-    MedicationRequests and ServiceRequests in the Bundle are read into ``plan`` as draft
-    orders are (``_orders``), with ``order_codes`` (default: the shipped map).
-
-    ``extra`` adds facts the Bundle does not carry (e.g. ``phase``), recorded as given by the
-    caller. Raises FhirMappingError naming every resource at fault.
+    Current MedicationRequests and ServiceRequests (active, draft, on-hold) are read into
+    ``plan`` as draft orders are (``_orders``), with ``order_codes`` (default: the shipped
+    map). ``extra`` adds facts the Bundle does not carry (e.g. ``phase``); the caller's value
+    wins. ``windows`` sets how old a value may be (docs/fhir.md).
     """
+    patient_class = _patient_class()
     if not isinstance(bundle, Mapping) or bundle.get("resourceType") != "Bundle":
         raise FhirMappingError(["(input): not a FHIR Bundle"])
-    reader = _Reader(code_map or _default_map(), assessment_date)
-    handlers = {"Patient": reader.patient, "Observation": reader.observation,
-                "Condition": reader.condition}
-    patients = 0
-    orders: list[Any] = []
-    for index, entry in enumerate(bundle.get("entry") or []):
-        resource = entry.get("resource") if isinstance(entry, Mapping) else None
-        if not isinstance(resource, Mapping):
-            reader.problems.append(f"entry[{index}]: no resource")
-            continue
-        ref = _ref(resource)
-        if resource.get("resourceType") in ("MedicationRequest", "ServiceRequest"):
-            orders.append(entry)
-            continue
-        handler = handlers.get(str(resource.get("resourceType")))
-        if handler is None:
-            reader.unmapped.append(Unmapped(ref, "resource type not read for facts"))
-            continue
-        try:
-            model = _model(resource)
-        except Exception as error:  # pydantic's ValidationError, or an unknown type
-            first = str(error).splitlines()[0]
-            reader.problems.append(f"{ref}: not a valid {resource.get('resourceType')} "
-                                   f"({first})")
-            continue
-        patients += resource.get("resourceType") == "Patient"
-        handler(model, ref)
-    if patients != 1:
-        reader.problems.append(f"(bundle): expected exactly one Patient, found {patients}")
-    if orders:
-        from ._orders import OrderCodes, plan_from_orders
-
-        plan, plan_sources, unmapped, problems = plan_from_orders(
-            {"entry": orders}, order_codes or OrderCodes.load())
-        reader.problems.extend(problems)
-        reader.unmapped.extend(unmapped)
-        if plan:
-            reader.values["plan"] = plan
-            reader.sources.update(plan_sources)
-    if reader.problems:
-        raise FhirMappingError(reader.problems)
-    values = dict(reader.values)
+    code_map = code_map or default_map()
+    windows = windows or Windows()
+    record = _read(bundle, code_map)
+    birth = _birth(record, patient_class)
+    try:
+        age = _age_years(birth, assessment_date)
+    except ValueError as error:
+        raise FhirMappingError([f"{record.patient_ref}: {error}"]) from None
+    diagnosis, carried = _diagnosis(record)
+    chosen = choose(record.candidates, on=assessment_date,
+                    diagnosis_day=diagnosis.date if diagnosis else None, birth=birth,
+                    windows=windows)
+    _merge(chosen, carried)
+    values: dict[str, Any] = {"age_years": age, **chosen.values}
+    sources: dict[str, Source] = {"age_years": Source(record.patient_ref), **chosen.sources}
+    unmapped = [*record.unmapped, *chosen.unmapped]
+    gender = record.patient.get("gender")
+    if gender in ("female", "male", "other", "unknown"):
+        values["sex"] = gender
+        sources["sex"] = Source(record.patient_ref)
+    if record.patient.get("id"):
+        values["patient_id"] = str(record.patient["id"])
+    if diagnosis is not None:
+        _age_at_diagnosis(diagnosis, birth, assessment_date, values, sources, unmapped)
+        if values.get("complete_remission") is True and "phase" not in values and \
+                "phase" not in (extra or {}):
+            unmapped.append(Unmapped(diagnosis.resource, "in remission, but the treatment "
+                                     "phase is not coded: phase left at its default",
+                                     "phase"))
+            chosen.undetermined.add("phase")
+    plan_sources = _plan(record, order_codes, values, unmapped)
     for fact, value in (extra or {}).items():
         if fact == "plan" and isinstance(values.get("plan"), Mapping):
             value = {**values["plan"], **value}  # the caller's plan completes the Bundle's
         values[fact] = value
-        reader.sources.setdefault(fact, "(caller)")
-    try:
-        facts = validate_facts(values)
-    except InvalidFactsError as error:
-        raise FhirMappingError([f"{reader.sources.get(e.field.split('.')[0], '(facts)')}: "
-                                f"{e}" for e in error.errors]) from None
-    return FhirFacts(facts, dict(reader.sources), tuple(reader.unmapped))
+        sources[fact] = Source("(caller)")
+        chosen.undetermined.discard(fact)
+    facts = _validated(values, sources, set(extra or ()), unmapped, chosen.undetermined)
+    provenance = {fact: str(source) for fact, source in sources.items() if fact in values}
+    provenance.update(plan_sources)
+    return FhirFacts(facts, provenance, tuple(unmapped), diagnosis, record.incomplete,
+                     frozenset(chosen.undetermined), sources)
+
+
+def _age_at_diagnosis(diagnosis: Diagnosis, birth: dt.date, on: dt.date,
+                      values: dict[str, Any], sources: dict[str, Source],
+                      unmapped: list[Unmapped]) -> None:
+    fact = "age_at_diagnosis_years"
+    if diagnosis.onset_age_years is not None:
+        values[fact] = diagnosis.onset_age_years
+        sources[fact] = Source(diagnosis.resource, "onsetAge")
+        return
+    if diagnosis.date is None:
+        unmapped.append(Unmapped(diagnosis.resource, "no onset or recorded date: the age at "
+                                 "diagnosis and the at-diagnosis values are unknown", fact))
+        return
+    if not birth <= diagnosis.date <= on:
+        unmapped.append(Unmapped(diagnosis.resource, f"diagnosis date {diagnosis.date} is not "
+                                 "between the birth date and the assessment date", fact))
+        return
+    values[fact] = _age_years(birth, diagnosis.date)
+    sources[fact] = Source(diagnosis.resource, diagnosis.date.isoformat())
+
+
+def _plan(record: Record, order_codes: Any, values: dict[str, Any],
+          unmapped: list[Unmapped]) -> dict[str, str]:
+    if not record.orders:
+        return {}
+    plan, plan_sources, skipped, problems = plan_from_orders(
+        {"entry": record.orders}, order_codes or default_order_codes())
+    unmapped.extend(skipped)
+    for problem in problems:
+        resource, _, reason = problem.partition(": ")
+        unmapped.append(Unmapped(resource, reason or problem, "plan"))
+    if plan:
+        values["plan"] = plan
+    return plan_sources
+
+
+def _validated(values: dict[str, Any], sources: Mapping[str, Source], given: set[str],
+               unmapped: list[Unmapped], undetermined: set[str]) -> PatientFacts:
+    """The facts; a value from the Bundle the facts model refuses is dropped and reported,
+    while the caller's own invalid value is an error."""
+    for _ in range(3):
+        try:
+            return validate_facts(values)
+        except InvalidFactsError as error:
+            refused = {e.field.split(".")[0]: e for e in error.errors}
+            theirs = [e for f, e in refused.items() if f in given or f not in values or
+                      f == "age_years"]
+            if theirs:
+                raise FhirMappingError([f"{sources.get(e.field.split('.')[0], '(facts)')}: "
+                                        f"{e}" for e in error.errors]) from None
+            for fact, e in refused.items():
+                unmapped.append(Unmapped(str(sources.get(fact, "(bundle)")), str(e), fact))
+                values.pop(fact)
+                undetermined.add(fact)
+    raise FhirMappingError(["(facts): could not be validated"])
 
 
 def with_provenance(assessment: Assessment, provenance: Mapping[str, str]) -> Assessment:
@@ -314,20 +336,15 @@ def with_provenance(assessment: Assessment, provenance: Mapping[str, str]) -> As
 
 def assess_bundle(bundle: Mapping[str, Any], *, assessment_date: dt.date,
                   guideline: Guideline | None = None, code_map: CodeMap | None = None,
-                  extra: Mapping[str, Any] | None = None) -> tuple[Assessment, FhirFacts]:
-    """Assess the Bundle's patient; evidence carries each fact's source resource."""
+                  extra: Mapping[str, Any] | None = None,
+                  windows: Windows | None = None) -> tuple[Assessment, FhirFacts]:
+    """Assess the Bundle's patient; evidence carries each fact's source resource.
+
+    The caller decides what to do with a record without an ALL diagnosis
+    (``mapped.has_all_diagnosis``); the CDS service shows no ALL treatment advice for it.
+    """
     mapped = facts_from_bundle(bundle, assessment_date=assessment_date, code_map=code_map,
-                               extra=extra)
+                               extra=extra, windows=windows)
     assessment = (guideline or Guideline.default()).assess(mapped.facts)
     return with_provenance(assessment, mapped.provenance), mapped
-
-
-_DEFAULT: list[CodeMap] = []
-
-
-def _default_map() -> CodeMap:
-    if not _DEFAULT:
-        _DEFAULT.append(CodeMap.load())
-    return _DEFAULT[0]
-
 

@@ -269,15 +269,16 @@ def test_malformed_requests(server: str, body: Any, status: int, message: str) -
 
 
 def test_unmappable_record_gives_a_warning_card_not_an_error(server: str) -> None:
-    """A record that cannot be mapped (a unit that cannot be converted) is said in one
+    """A record that cannot be mapped (a birth date without the day) is said in one
     warning card naming the resource; nothing is guessed."""
+    patient = {**ADULT_PH["entry"][0]["resource"], "birthDate": "1984-03"}
     broken = {"resourceType": "Bundle", "type": "collection", "entry": [
-        *ADULT_PH["entry"][:1], {"resource": observation("w9", "6690-2", 4.5, "g/dL")}]}
+        {"resource": patient}, {"resource": observation("w9", "6690-2", 45, "10*9/L")}]}
     response = call(server, "/cds-services/all-rules-patient-view",
                     hook_request("patient-view", broken))
     (card,) = response.json()["cards"]
     assert card["indicator"] == "warning"
-    assert "Observation/w9" in card["detail"]
+    assert "Patient/p1" in card["detail"]
 
 
 def test_feedback_is_accepted_and_logged_without_patient_data(
@@ -337,6 +338,7 @@ def bundle_for(facts: dict[str, Any], on: Any) -> dict[str, Any]:
     def coded(ident: str, code: str, value_system: str, value: str) -> None:
         resources.append({"resourceType": "Observation", "id": ident, "status": "final",
                           "code": {"coding": [{"system": LOCAL, "code": code}]},
+                          "effectiveDateTime": on.isoformat(),
                           "valueCodeableConcept": {"coding": [{"system": value_system,
                                                                "code": value}]}})
 
@@ -345,7 +347,8 @@ def bundle_for(facts: dict[str, Any], on: Any) -> dict[str, Any]:
             code, unit = _QUANTITIES[name]
             system = LOCAL if not code[0].isdigit() else "http://loinc.org"
             resources.append(observation(name.replace("_", "-"), code, value, unit,
-                                         system=system))
+                                         system=system, when=on.isoformat(),
+                                         subject="Patient/pt"))
         elif name in _CODED:
             coded(name.replace("_", "-"), _CODED[name], LOCAL, value)
         elif name in _BOOLEANS:
@@ -357,6 +360,7 @@ def bundle_for(facts: dict[str, Any], on: Any) -> dict[str, Any]:
         elif name == "lineage":
             resources.append({"resourceType": "Condition", "id": "dx",
                               "subject": {"reference": "Patient/pt"},
+                              "onsetDateTime": on.isoformat(),
                               "code": {"coding": [{
                                   "system": "http://ncicb.nci.nih.gov/xml/owl/EVS/Thesaurus.owl",
                                   "code": "C8644" if value == "B" else "C3183"}]}})

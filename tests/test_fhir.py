@@ -29,11 +29,22 @@ ICDO3 = "http://terminology.hl7.org/CodeSystem/icd-o-3"
 
 
 def observation(ident: str, code: str, value: float, unit: str, status: str = "final",
-                system: str = LOINC) -> dict[str, Any]:
+                system: str = LOINC, when: str = "2026-11-20",
+                subject: str = "Patient/p1") -> dict[str, Any]:
     return {"resourceType": "Observation", "id": ident, "status": status,
             "code": {"coding": [{"system": system, "code": code}]},
-            "subject": {"reference": "Patient/p1"},
+            "subject": {"reference": subject}, "effectiveDateTime": when,
             "valueQuantity": {"value": value, "unit": unit, "system": UCUM, "code": unit}}
+
+
+def diagnosis(ident: str = "dx", code: str = "91857003", system: str = SNOMED,
+              onset: str | None = "2026-11-20", **fields: Any) -> dict[str, Any]:
+    """An ALL Condition of the patient (SNOMED CT 91857003 unless told)."""
+    resource = {"resourceType": "Condition", "id": ident, "subject": {"reference": "Patient/p1"},
+                "code": {"coding": [{"system": system, "code": code}]}, **fields}
+    if onset is not None:
+        resource["onsetDateTime"] = onset
+    return resource
 
 
 def bundle(*resources: dict[str, Any], birth: str = "1984-03-02") -> dict[str, Any]:
@@ -47,6 +58,7 @@ ADULT_PH = bundle(
     observation("height-1", "8302-2", 1.78, "m"),
     observation("weight-1", "29463-7", 82, "kg"),
     {"resourceType": "Condition", "id": "dx-1", "subject": {"reference": "Patient/p1"},
+     "onsetDateTime": "2026-11-20",
      "code": {"coding": [{"system": ICDO3, "code": "9812/3"}]}},
 )
 
@@ -60,9 +72,12 @@ def test_bundle_maps_to_facts_with_provenance() -> None:
     assert facts.wbc_at_diagnosis_10e9_per_l == 45
     assert facts.height_cm == pytest.approx(178)
     assert (facts.lineage.value, facts.ph_status.value) == ("B", "positive")
-    assert mapped.provenance["wbc_at_diagnosis_10e9_per_l"] == "Observation/wbc-1"
+    assert mapped.provenance["wbc_at_diagnosis_10e9_per_l"] == "Observation/wbc-1 (2026-11-20)"
     assert mapped.provenance["age_years"] == "Patient/p1"
-    assert mapped.provenance["ph_status"] == "Condition/dx-1"
+    assert mapped.provenance["ph_status"] == "Condition/dx-1 (2026-11-20)"
+    assert mapped.diagnosis is not None
+    assert mapped.has_all_diagnosis
+    assert mapped.facts.age_at_diagnosis_years == pytest.approx(42.72, abs=0.01)
 
 
 def test_assessment_evidence_carries_the_source_resource() -> None:
@@ -74,26 +89,32 @@ def test_assessment_evidence_carries_the_source_resource() -> None:
     wbc = assessment.get("risk.wbc_b_over_30")
     assert wbc is not None
     sources = {e.fact: e.source for e in wbc.evidence}
-    assert sources == {"age_years": "Patient/p1", "lineage": "Condition/dx-1",
-                       "wbc_at_diagnosis_10e9_per_l": "Observation/wbc-1"}
-    assert '"source":"Observation/wbc-1"' in assessment.to_json(indent=None)
+    assert sources == {"age_years": "Patient/p1", "lineage": "Condition/dx-1 (2026-11-20)",
+                       "wbc_at_diagnosis_10e9_per_l": "Observation/wbc-1 (2026-11-20)"}
+    assert '"source":"Observation/wbc-1 (2026-11-20)"' in assessment.to_json(indent=None)
     assert '"source"' not in plain.to_json(indent=None)
 
 
 @pytest.mark.parametrize(("value", "unit", "expected"), [
     (45, "10*9/L", 45), (45, "10*3/uL", 45), (45000, "/uL", 45), (45000, "10*6/L", 45)])
 def test_wbc_units_are_converted(value: float, unit: str, expected: float) -> None:
-    mapped = facts_from_bundle(bundle(observation("w", "6690-2", value, unit)),
+    mapped = facts_from_bundle(bundle(diagnosis(), observation("w", "6690-2", value, unit)),
                                assessment_date=ON)
     assert mapped.facts.wbc_at_diagnosis_10e9_per_l == pytest.approx(expected)
 
 
-def test_unconvertible_unit_is_an_error_naming_the_resource() -> None:
-    with pytest.raises(FhirMappingError) as caught:
-        facts_from_bundle(bundle(observation("w", "6690-2", 4.5, "g/dL")), assessment_date=ON)
-    assert caught.value.problems == [
-        "Observation/w: unit 'g/dL' cannot be converted for wbc_at_diagnosis_10e9_per_l "
-        "(accepted UCUM codes: /mm3, /uL, 10*3/mm3, 10*3/uL, 10*6/L, 10*9/L)"]
+def test_unconvertible_unit_skips_that_observation_with_a_report() -> None:
+    """A unit that cannot be converted is reported by resource; the rest is still mapped."""
+    mapped = facts_from_bundle(bundle(diagnosis(), observation("w", "6690-2", 4.5, "g/dL"),
+                                      observation("h", "8302-2", 178, "cm")),
+                               assessment_date=ON)
+    assert mapped.facts.wbc_at_diagnosis_10e9_per_l is None
+    assert mapped.facts.height_cm == 178
+    assert [(u.resource, u.fact) for u in mapped.unmapped] == [
+        ("Observation/w", "wbc_at_diagnosis_10e9_per_l")]
+    assert mapped.unmapped[0].reason.startswith(
+        "unit 'g/dL' cannot be converted for wbc_at_diagnosis_10e9_per_l (accepted UCUM "
+        "codes: /mm3, /nL, /uL, 10*3/mm3, 10*3/uL, 10*6/L, 10*9/L, {cells}/uL")
 
 
 def test_what_cannot_be_mapped_is_reported_not_guessed() -> None:
@@ -143,8 +164,13 @@ def test_medication_and_service_requests_become_the_plan() -> None:
         ("vincristine", 1.4, "mg/m2"), ("daunorubicin", 45.0, "mg")]
     assert mapped.provenance["plan.tki"] == "MedicationRequest/t"
     assert mapped.provenance["plan.vincristine_max_mg_per_m2"] == "MedicationRequest/v"
-    with pytest.raises(FhirMappingError, match="MedicationRequest/bad: dose unit 'g'"):
-        facts_from_bundle(bundle(order("bad", "11202", (1, "g"))), assessment_date=ON)
+    skipped = facts_from_bundle(bundle(order("bad", "11202", (1, "g")), order("t", "282388")),
+                                assessment_date=ON)
+    assert skipped.facts.plan is not None
+    assert skipped.facts.plan.doses == ()
+    assert [(u.resource, u.fact) for u in skipped.unmapped] == [("MedicationRequest/bad",
+                                                                 "plan")]
+    assert skipped.unmapped[0].reason.startswith("dose unit 'g' cannot be used for vincristine")
 
 
 @pytest.mark.parametrize(("birth", "message"), [
@@ -154,18 +180,31 @@ def test_age_needs_a_full_birth_date_before_the_assessment(birth: str, message: 
         facts_from_bundle(bundle(birth=birth), assessment_date=ON)
 
 
-def test_conflicting_values_are_refused() -> None:
-    with pytest.raises(FhirMappingError, match="conflicts with Observation/w1"):
-        facts_from_bundle(bundle(observation("w1", "6690-2", 45, "10*9/L"),
-                                 observation("w2", "26464-8", 12, "10*9/L")),
-                          assessment_date=ON)
+def test_conflicting_values_leave_the_fact_unknown() -> None:
+    """Two different values at the same time: that fact is unknown and reported; the rest of
+    the Bundle is still mapped."""
+    mapped = facts_from_bundle(bundle(diagnosis(), observation("w1", "6690-2", 45, "10*9/L"),
+                                      observation("w2", "26464-8", 12, "10*9/L"),
+                                      observation("h", "8302-2", 178, "cm")),
+                               assessment_date=ON)
+    assert mapped.facts.wbc_at_diagnosis_10e9_per_l is None
+    assert mapped.facts.height_cm == 178
+    assert "wbc_at_diagnosis_10e9_per_l" in mapped.undetermined
+    assert any(u.resource == "Observation/w2" and "conflicts with Observation/w1" in u.reason
+               for u in mapped.unmapped)
 
 
-def test_malformed_resource_is_refused_by_name() -> None:
+def test_malformed_patient_is_refused_and_malformed_observation_reported() -> None:
     broken = observation("w", "6690-2", 45, "10*9/L")
     del broken["status"]
-    with pytest.raises(FhirMappingError, match=r"Observation/w: not a valid Observation"):
-        facts_from_bundle(bundle(broken), assessment_date=ON)
+    mapped = facts_from_bundle(bundle(diagnosis(), broken), assessment_date=ON)
+    assert mapped.facts.wbc_at_diagnosis_10e9_per_l is None
+    assert ("Observation/w", "status None is not a result") in {
+        (u.resource, u.reason) for u in mapped.unmapped}
+    record = bundle()
+    record["entry"][0]["resource"]["gender"] = 7
+    with pytest.raises(FhirMappingError, match=r"Patient/p1: not a valid Patient"):
+        facts_from_bundle(record, assessment_date=ON)
 
 
 def test_not_a_bundle_and_no_patient() -> None:
@@ -188,10 +227,12 @@ def test_institution_codes_extend_the_map(tmp_path: Path) -> None:
         "    kind: coded\n"
         "    codes: [{system: 'urn:oid:1.2.3', code: 'BCR-ABL1'}]\n", encoding="utf-8")
     result = {"resourceType": "Observation", "id": "ph", "status": "final",
+              "effectiveDateTime": "2026-11-21",
               "code": {"coding": [{"system": "urn:oid:1.2.3", "code": "BCR-ABL1"}]},
               "valueCodeableConcept": {"coding": [{"system": SNOMED, "code": "260385009"}]}}
     mapped = facts_from_bundle(
-        bundle(observation("m", "MRD-EOI", 0.0002, "1", system="urn:oid:1.2.3"), result),
+        bundle(diagnosis(), observation("m", "MRD-EOI", 0.0002, "1", system="urn:oid:1.2.3"),
+               result),
         assessment_date=ON, code_map=CodeMap.load(extra=local))
     assert mapped.facts.mrd_end_of_induction_percent == pytest.approx(0.02)
     assert mapped.facts.ph_status is not None

@@ -179,14 +179,16 @@ def _frame_records(frame: Any) -> Iterator[dict[str, Any]]:
 
 def compare(old: Guideline, new: Guideline,
             rows: Iterable[PatientFacts | Mapping[str, Any]] | Any, *,
-            flat: bool = False, first_row: int = 1) -> Iterator[Record]:
+            flat: bool = False, first_row: int = 1,
+            summary: DiffSummary | None = None) -> Iterator[Record]:
     """Every row under ``old`` and ``new``, in input order: a PatientChange for each patient
     whose assessment changed, a RowError for each row that could not be assessed; nothing
     for an unchanged patient.
 
     ``rows`` is an iterable of fact models or nested mappings (as ``assess_many``), of flat
     records with ``flat=True``, or a pandas DataFrame with the columns of ``assess_frame``
-    (unknown columns refused up front with ValueError). Lazy, like ``assess_many``."""
+    (unknown columns refused up front with ValueError). Lazy, like ``assess_many``.
+    ``summary``, if given, counts every row as it is compared, unchanged ones included."""
     if hasattr(rows, "columns") and hasattr(rows, "to_dict"):
         rows, flat = _frame_records(rows), True
     for index, row in enumerate(rows, start=first_row):
@@ -195,6 +197,11 @@ def compare(old: Guideline, new: Guideline,
             record = compare_row(old, new, index, facts, cell_errors)
         else:
             record = compare_row(old, new, index, row)
+        if summary is not None:
+            if record is None:
+                summary.add_unchanged()
+            else:
+                summary.add(record)
         if record is not None:
             yield record
 

@@ -9,6 +9,7 @@ interrupted run (Ctrl-C) leaves a valid file truncated after the last complete c
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import itertools
 import json
@@ -21,7 +22,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import attrs
 from pydantic import ValidationError
@@ -43,6 +44,7 @@ FORMATS = ("csv", "jsonl", "parquet")
 _EXTENSIONS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl",
                ".parquet": "parquet", ".pq": "parquet"}
 CHUNK_ROWS = 1000
+_R = TypeVar("_R")
 
 
 
@@ -471,13 +473,21 @@ def _results(chunks: Iterator[Chunk], tables: bool, workers: int,
         for chunk in chunks:
             yield assess_chunk(chunk, tables, guideline, evaluate)
         return
+    task = functools.partial(assess_chunk, tables=tables, guideline=None, evaluate=evaluate)
+    yield from map_chunks(chunks, workers, task, _init_worker, (spec, spool))
+
+
+def map_chunks(chunks: Iterator[Chunk], workers: int, task: Callable[[Chunk], _R],
+               initializer: Callable[..., None], initargs: tuple[Any, ...]) -> Iterator[_R]:
+    """``task`` of every chunk in ``workers`` processes (each set up by ``initializer``),
+    in input order, with at most 2 × ``workers`` chunks in flight."""
     context = get_context("spawn")
     with ProcessPoolExecutor(max_workers=workers, mp_context=context,
-                             initializer=_init_worker, initargs=(spec, spool)) as pool:
-        pending: deque[Future[ChunkResult]] = deque()
+                             initializer=initializer, initargs=initargs) as pool:
+        pending: deque[Future[_R]] = deque()
         try:
             for chunk in chunks:
-                pending.append(pool.submit(assess_chunk, chunk, tables, None, evaluate))
+                pending.append(pool.submit(task, chunk))
                 if len(pending) >= workers * 2:  # bounded: memory stays flat
                     yield pending.popleft().result()
             while pending:

@@ -77,9 +77,18 @@ class Guideline:
     @classmethod
     def load(cls, directory: str | Path | None = None, *,
              parameters: Mapping[str, float] | None = None,
-             overlay: str | Path | None = None) -> Guideline:
+             overlay: str | Path | None = None, version: str | None = None) -> Guideline:
         """Load a ruleset directory (default: the shipped guideline), with institution
-        parameter overrides given directly and/or as an overlay YAML file."""
+        parameter overrides given directly and/or as an overlay YAML file.
+
+        ``version`` loads a shipped version instead of a directory (``all-rules rules
+        versions`` lists them); UnknownVersionError for one that is not shipped."""
+        if version is not None:
+            if directory is not None:
+                raise ValueError("give a ruleset directory or a version, not both")
+            from ._versions import version_directory
+
+            directory = version_directory(version)
         return cls(load(Path(directory) if directory is not None else None, parameters,
                         Path(overlay) if overlay is not None else None))
 

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from . import __version__
+from . import __version__, _diff_cli
 from ._cohort_io import CohortInputError
 from ._describe import assessment_text, catalogue_markdown, describe_rule
 from ._guideline import Guideline
@@ -83,6 +83,7 @@ def _parser() -> argparse.ArgumentParser:
                          help="ruleset directory (default: the shipped guideline)")
     checker.add_argument("--overlay", metavar="FILE", type=Path,
                          help="also check this overlay against the ruleset")
+    _diff_cli.add_versions_parser(rule_commands)
 
     cohort = commands.add_parser(
         "cohort", help="assess every row of a CSV, JSON Lines or Parquet file",
@@ -100,6 +101,8 @@ def _parser() -> argparse.ArgumentParser:
                         help="also write the summary as JSON")
     cohort.add_argument("--quiet", action="store_true", help="no summary table on stdout")
     _add_ruleset_options(cohort)
+
+    _diff_cli.add_diff_parser(commands, _parameter, _usable_cores())
 
     synth = commands.add_parser("synth", help="write a synthetic cohort (docs/cohorts.md)")
     synth.add_argument("count", metavar="N", type=int)
@@ -164,6 +167,8 @@ def _assess(args: argparse.Namespace) -> int:
 
 
 def _rules(args: argparse.Namespace) -> int:
+    if args.rules_command == "versions":
+        return _diff_cli.rules_versions(args)
     if args.rules_command == "check":
         ruleset, issues = check(args.path, overlay=args.overlay)
         for issue in issues:
@@ -363,6 +368,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _rules(args)
         if args.command == "cohort":
             return _cohort(args)
+        if args.command == "diff":
+            return _diff_cli.run(args, _usable_cores(), _Progress)
         if args.command == "synth":
             return _synth(args)
         if args.command == "serve":

@@ -316,9 +316,8 @@ def _synth(args: argparse.Namespace) -> int:
 
 def _serve(args: argparse.Namespace) -> int:
     try:
-        import uvicorn
-
-        from .cds import ServiceSettings, create_app
+        from ._cds_serve import serve
+        from .cds import ServiceSettings
     except ImportError:
         raise _InputError("the service needs: pip install 'all-rules[serve]'") from None
     if args.config is not None:
@@ -331,7 +330,7 @@ def _serve(args: argparse.Namespace) -> int:
         settings = settings.model_copy(update={"insecure": True})
         print("all-rules: WARNING: INSECURE MODE — requests are not authenticated. Local "
               "trials only; never expose this port.", file=sys.stderr)
-    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="info")
+    serve(settings, args.host, args.port)
     return EXIT_OK
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import quote
@@ -20,6 +21,9 @@ from urllib.parse import quote
 import attrs
 
 __all__ = ["FetchError", "FetchLimits", "fetch_missing", "normalized_base", "trusted_base"]
+
+
+_DOT_SEGMENT = re.compile(r"/\.\.?(?:/|$)")
 
 
 class FetchError(Exception):
@@ -40,6 +44,8 @@ def normalized_base(url: str) -> str | None:
     fragment or credentials; None when the URL is not a plain http(s) base."""
     import httpx
 
+    if _DOT_SEGMENT.search(url.split("?", 1)[0].split("#", 1)[0]):
+        return None  # httpx would resolve them; a base that needs them is not trusted
     try:
         parsed = httpx.URL(url)
     except (httpx.InvalidURL, TypeError):
@@ -48,8 +54,6 @@ def normalized_base(url: str) -> str | None:
             parsed.fragment or parsed.userinfo:
         return None
     path = parsed.raw_path.decode("ascii", "replace").rstrip("/")
-    if any(segment in (".", "..") for segment in path.split("/")):
-        return None
     port = f":{parsed.port}" if parsed.port is not None else ""
     host = f"[{parsed.host}]" if ":" in parsed.host else parsed.host
     return f"{parsed.scheme}://{host.lower()}{port}{path}"

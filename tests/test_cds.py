@@ -239,7 +239,10 @@ class FhirStub:
                 return JSONResponse(next(r for r in resources if r["resourceType"] == kind))
             page = {"resourceType": "Bundle", "type": "searchset", "entry": [
                 {"resource": r} for r in resources if r["resourceType"] == kind]}
-            return JSONResponse({**page, **pages.get(kind, {})})
+            extra = pages.get(kind, {}) if "page" not in request.query_params else {}
+            if callable(extra):  # built from this server's own base URL
+                extra = extra(str(request.base_url).rstrip("/"))
+            return JSONResponse({**page, **extra})
 
         self.app = Starlette(routes=[Route("/fhir/{kind}/{ident}", read),
                                      Route("/fhir/{kind}", read)])

@@ -1,4 +1,4 @@
-"""The service's audit line, its error shape, and the cards it issued (for feedback).
+"""The service's audit line, its error shape, its header limit, and the cards it issued.
 
 Each call writes exactly one audit line, from :class:`AuditMiddleware` only: a JSON object
 with the endpoint, service, hook, hook instance, outcome, HTTP status, time taken and ruleset
@@ -18,7 +18,7 @@ from typing import Any
 
 from starlette.responses import JSONResponse
 
-__all__ = ["AuditMiddleware", "IssuedCards", "error_response"]
+__all__ = ["AuditMiddleware", "HeaderLimit", "IssuedCards", "error_response"]
 
 
 def error_response(status: int, code: str, message: str,
@@ -106,3 +106,25 @@ class AuditMiddleware:
                 "digest": self.digest, **state.get("audit", {})}
         line.setdefault("outcome", "ok" if status < 400 else "refused")
         self.log.info(json.dumps(line))
+
+
+class HeaderLimit:
+    """431 for a request whose headers total more than ``max_bytes``.
+
+    uvicorn's ``h11_max_incomplete_event_size`` only bounds headers still incomplete in its
+    buffer: headers that arrive whole in one read pass it, whatever their size.
+    """
+
+    def __init__(self, app: _Asgi, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: dict[str, Any], receive: Callable[[], Awaitable[Any]],
+                       send: Callable[[dict[str, Any]], Awaitable[None]]) -> None:
+        if scope["type"] == "http" and \
+                sum(len(k) + len(v) + 4 for k, v in scope["headers"]) > self.max_bytes:
+            response = error_response(431, "headers_too_large",
+                                      f"request headers over {self.max_bytes} bytes")
+            await response(scope, receive, send)  # type: ignore[arg-type]
+            return
+        await self.app(scope, receive, send)

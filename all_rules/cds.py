@@ -32,7 +32,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from ._cds_audit import AuditMiddleware, IssuedCards
+from ._cds_audit import AuditMiddleware, HeaderLimit, IssuedCards
 from ._cds_audit import error_response as _error
 from ._cds_auth import AuthError, Verifier
 from ._cds_fetch import FetchError, FetchLimits, fetch_missing, normalized_base, trusted_base
@@ -503,7 +503,8 @@ def create_app(settings: ServiceSettings, guideline: Guideline | None = None) ->
         log.warning("INSECURE MODE: requests are NOT authenticated and nothing is fetched "
                     "from any FHIR server. For local trials only; never expose this service.")
     origins = ["*"] if settings.insecure else list(settings.cors_origins)
-    middleware = [Middleware(AuditMiddleware, digest=guideline.ruleset.digest, log=log)]
+    middleware = [Middleware(AuditMiddleware, digest=guideline.ruleset.digest, log=log),
+                  Middleware(HeaderLimit, max_bytes=settings.max_header_bytes)]
     if origins:
         middleware.append(Middleware(CORSMiddleware, allow_origins=origins,
                                      allow_methods=["GET", "POST"],

@@ -203,3 +203,27 @@ def test_cors_any_origin_under_insecure() -> None:
             "Origin": "http://localhost:3000", "Access-Control-Request-Method": "POST"})
     assert answer.status_code == 200
     assert answer.headers["access-control-allow-origin"] in ("*", "http://localhost:3000")
+
+
+def test_configuration_examples_in_the_docs_are_valid() -> None:
+    """The service.yaml of docs/fhir.md and the fragment of docs/security.md load as
+    ServiceSettings (so the documented keys cannot drift from the code)."""
+    import re
+
+    import yaml
+
+    from all_rules.cds import ServiceSettings
+
+    from .conftest import ROOT
+
+    fhir_page = (ROOT / "docs" / "fhir.md").read_text(encoding="utf-8")
+    (config,) = [b for b in re.findall(r"```yaml\n(.*?)```", fhir_page, re.DOTALL)
+                 if "# service.yaml" in b]
+    settings = ServiceSettings.model_validate(yaml.safe_load(config))
+    assert settings.fhir_servers
+    assert settings.cors_origins
+    security_page = (ROOT / "docs" / "security.md").read_text(encoding="utf-8")
+    (fragment,) = [b for b in re.findall(r"```yaml\n(.*?)```", security_page, re.DOTALL)
+                   if "fhir_servers" in b]
+    ServiceSettings.model_validate({"base_url": "https://cds.example",
+                                    **yaml.safe_load(fragment)})

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
@@ -95,6 +95,14 @@ class ServiceSettings(BaseModel):
     keep_alive_seconds: int = Field(default=5, ge=1, le=300)
     max_connections: int = Field(default=1000, ge=10)
     max_header_bytes: int = Field(default=16_384, ge=1_024)
+
+    @model_validator(mode="after")
+    def _fhir_servers_of_known_issuers(self) -> ServiceSettings:
+        unknown = sorted(set(self.fhir_servers) - set(self.issuers))
+        if unknown:
+            raise ValueError(f"fhir_servers names issuers not in `issuers`: {unknown} "
+                             "(their servers would never be used)")
+        return self
 
     @field_validator("fhir_servers")
     @classmethod
@@ -304,6 +312,9 @@ class _Service:
                                      and isinstance(auth.get("access_token"), str)):
             raise _RefusedError(400, "invalid_request", "fhirAuthorization: expected an object "
                            "with a string access_token")
+        if auth is not None and hook_request.fhirServer is None:
+            raise _RefusedError(400, "invalid_request", "fhirAuthorization is given without "
+                                "a fhirServer (the specification requires both)")
         return hook_request
 
     def resources(self, prefetch: Mapping[str, Any], patient_id: str,
@@ -417,12 +428,13 @@ class _Service:
         patient_id = str(hook_request.context["patientId"])
         prefetch = {key: value for key, value in (hook_request.prefetch or {}).items()
                     if not is_missing(value)}
-        found = await self.complete(hook_request, issuer, self.resources(prefetch, patient_id))
+        checked = self.resources(prefetch, patient_id)
         if hook_request.hook == "order-sign":
             try:
                 check_draft_orders(hook_request.context.get("draftOrders"), patient_id)
             except UnusableInputError as error:
                 raise _RefusedError(400, error.code, f"draft orders refused: {error}") from None
+        found = await self.complete(hook_request, issuer, checked)
         result = await run_in_threadpool(self.assess, service_id, hook_request, found, audit)
         self.issued.add(service_id, result)
         audit["cards"] = len(result)

@@ -103,6 +103,9 @@ def test_malformed_draft_orders_are_400_naming_the_problem(server: str, draft: A
     ({"hook": "patient-view", "hookInstance": str(uuid.uuid4()),
       "context": {"patientId": "p1"}, "fhirServer": "http://127.0.0.1:9",
       "fhirAuthorization": "tok"}, 400, "invalid_request"),
+    ({"hook": "patient-view", "hookInstance": str(uuid.uuid4()),
+      "context": {"patientId": "p1"}, "fhirAuthorization": {"access_token": "t"}}, 400,
+     "invalid_request"),  # a token with no fhirServer: the specification forbids it
 ])
 def test_error_bodies_have_one_shape(server: str, body: Any, status: int, code: str) -> None:
     """Every error is {"status", "code", "error"}; the status repeats the HTTP status."""
@@ -226,4 +229,5 @@ def test_configuration_examples_in_the_docs_are_valid() -> None:
     (fragment,) = [b for b in re.findall(r"```yaml\n(.*?)```", security_page, re.DOTALL)
                    if "fhir_servers" in b]
     ServiceSettings.model_validate({"base_url": "https://cds.example",
+                                    "issuers": {"https://ehr.hospital.example": {"keys": []}},
                                     **yaml.safe_load(fragment)})

@@ -205,4 +205,22 @@ def test_base_urls() -> None:
                 "https://ehr/fhir/../x", "file:///etc/passwd", "ehr.example.org/fhir"):
         assert normalized_base(bad) is None, bad
     with pytest.raises(ValueError, match="not an http"):
-        ServiceSettings(base_url="http://127.0.0.1", fhir_servers={ISSUER: ["ftp://x"]})
+        ServiceSettings(base_url="http://127.0.0.1", issuers={ISSUER: {"keys": []}},
+                        fhir_servers={ISSUER: ["ftp://x"]})
+    with pytest.raises(ValueError, match="issuers not in `issuers`"):
+        ServiceSettings(base_url="http://127.0.0.1", fhir_servers={ISSUER: ["https://x/r4"]})
+
+
+def test_malformed_draft_orders_are_refused_before_any_fetch() -> None:
+    """order-sign with missing prefetch and malformed draft orders: 400, and the configured
+    FHIR server is not asked (the request is refused before anything leaves)."""
+    stub = FhirStub()
+    with running(stub.app, free_port()) as fhir_base:
+        port = free_port()
+        app = service(port, fhir_servers={ISSUER: [f"{fhir_base}/fhir"]})
+        with running(app, port) as server:
+            request = {**_fetching(f"{fhir_base}/fhir"), "hook": "order-sign"}
+            request["context"]["draftOrders"] = {"resourceType": "Bundle", "entry": 5}
+            response = call(server, "/cds-services/all-rules-order-sign", request)
+    assert response.status_code == 400
+    assert stub.seen == []

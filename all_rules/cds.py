@@ -271,7 +271,7 @@ class _Service:
             if request.headers.get("authorization"):
                 challenge += ', error="invalid_token"'
             raise _RefusedError(401, "unauthorized", str(error),
-                           {"WWW-Authenticate": challenge}) from None
+                                {"WWW-Authenticate": challenge}) from None
         return str(claims["iss"])
 
     async def body(self, request: Request) -> bytes:
@@ -289,7 +289,7 @@ class _Service:
                                             f"request body over {limit} bytes")
         except TimeoutError:
             raise _RefusedError(408, "body_timeout", "request body not received within "
-                           f"{self.settings.body_timeout_seconds:g} s") from None
+                                f"{self.settings.body_timeout_seconds:g} s") from None
         return bytes(body)
 
     def parse(self, service_id: str, body: bytes) -> _Request:
@@ -300,18 +300,18 @@ class _Service:
             problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or '(body)'}: "
                                  f"{e['msg']}" for e in error.errors())
             raise _RefusedError(400, "invalid_request",
-                           f"malformed CDS Hooks request: {problems}") from None
+                                f"malformed CDS Hooks request: {problems}") from None
         if hook_request.hook != spec["hook"]:
             raise _RefusedError(400, "invalid_request", f"service {service_id} answers hook "
-                           f"{spec['hook']!r}, not {hook_request.hook!r}")
+                                f"{spec['hook']!r}, not {hook_request.hook!r}")
         if not is_fhir_id(hook_request.context.get("patientId")):
             raise _RefusedError(400, "invalid_request", "context.patientId is required and must be "
-                           "a FHIR id (letters, digits, '-', '.'; at most 64)")
+                                "a FHIR id (letters, digits, '-', '.'; at most 64)")
         auth = (hook_request.model_extra or {}).get("fhirAuthorization")
         if auth is not None and not (isinstance(auth, Mapping)
                                      and isinstance(auth.get("access_token"), str)):
             raise _RefusedError(400, "invalid_request", "fhirAuthorization: expected an object "
-                           "with a string access_token")
+                                "with a string access_token")
         if auth is not None and hook_request.fhirServer is None:
             raise _RefusedError(400, "invalid_request", "fhirAuthorization is given without "
                                 "a fhirServer (the specification requires both)")
@@ -324,7 +324,7 @@ class _Service:
         except UnusableInputError as error:
             if fetched:
                 raise _RefusedError(412, "fhir_server_failed", "the fhirServer's answer cannot be "
-                               f"used: {error}") from None
+                                    f"used: {error}") from None
             raise _RefusedError(400, error.code, f"prefetch refused: {error}") from None
 
     async def complete(self, hook_request: _Request, issuer: str | None,
@@ -342,7 +342,7 @@ class _Service:
         base = trusted_base(hook_request.fhirServer, configured)
         if base is None:
             raise _RefusedError(412, "fhir_server_not_trusted", f"{why}; the fhirServer is not "
-                           "configured for this client, so nothing is fetched from it")
+                                "configured for this client, so nothing is fetched from it")
         auth = (hook_request.model_extra or {}).get("fhirAuthorization") or {}
         patient_id = str(hook_request.context["patientId"])
         try:
@@ -350,10 +350,10 @@ class _Service:
                                           auth.get("access_token"), self.limits)
         except FetchError as error:
             raise _RefusedError(412, "fhir_server_failed",
-                           f"could not fetch from fhirServer: {error}") from None
+                                f"could not fetch from fhirServer: {error}") from None
         except TimeoutError:
             raise _RefusedError(412, "fhir_server_failed", "could not fetch from fhirServer: "
-                           "deadline exceeded") from None
+                                "deadline exceeded") from None
         return {**found, **self.resources(fetched, patient_id, fetched=True)}
 
     def assess(self, service_id: str, hook_request: _Request,
@@ -377,7 +377,7 @@ class _Service:
                     draft if isinstance(draft, Mapping) else {}, self.order_codes)
             except _MAPPING_FAULTS as error:
                 raise _RefusedError(400, "invalid_request", "context.draftOrders could not be read "
-                               f"({type(error).__name__})") from None
+                                    f"({type(error).__name__})") from None
             if problems:
                 audit["outcome"] = "unmappable"
                 return [_problem_card(hook_instance, problems, self.settings)]
@@ -393,7 +393,7 @@ class _Service:
             return [_problem_card(hook_instance, error.problems, self.settings)]
         except _MAPPING_FAULTS as error:
             raise _RefusedError(400, "invalid_request", "the prefetch could not be read "
-                           f"({type(error).__name__})") from None
+                                f"({type(error).__name__})") from None
         assessment = self.guideline.assess(mapped.facts)
         assessment = with_provenance(assessment, {**mapped.provenance, **provenance_extra})
         audit.update(outcome="cards", fired=assessment.ids())
@@ -453,7 +453,7 @@ class _Service:
         items = data.get("feedback") if isinstance(data, Mapping) else None
         if not isinstance(items, list) or not items:
             raise _RefusedError(400, "invalid_request",
-                           "feedback must be a JSON object with a non-empty `feedback` list")
+                                "feedback must be a JSON object with a non-empty `feedback` list")
         lines = [self.feedback_item(service_id, index, item) for index, item in enumerate(items)]
         for line in lines:
             log.info(json.dumps(line))
@@ -472,13 +472,13 @@ class _Service:
                                 f"{where}.card: not a card this service issued")
         if outcome not in _FEEDBACK_OUTCOMES:
             raise _RefusedError(400, "invalid_request", f"{where}.outcome: expected one of "
-                           f"{sorted(_FEEDBACK_OUTCOMES)}")
+                                f"{sorted(_FEEDBACK_OUTCOMES)}")
         stamp = item.get("outcomeTimestamp")
         try:
             dt.datetime.fromisoformat(str(stamp).replace("Z", "+00:00"))
         except ValueError:
             raise _RefusedError(400, "invalid_request", f"{where}.outcomeTimestamp: expected an "
-                           "ISO 8601 date-time") from None
+                                "ISO 8601 date-time") from None
         override = item.get("overrideReason")
         reason = override.get("reason") if isinstance(override, Mapping) else None
         code = reason.get("code") if isinstance(reason, Mapping) else None

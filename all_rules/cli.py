@@ -112,11 +112,13 @@ def _parser() -> argparse.ArgumentParser:
 
     serve = commands.add_parser("serve", help="run the CDS Hooks service (docs/fhir.md)")
     serve.add_argument("--config", metavar="FILE", type=Path,
-                       help="service settings (YAML): base_url, issuers and their JWK Sets")
+                       help="service settings (YAML): base_url, issuers and their JWK Sets, "
+                            "fhir_servers, limits (docs/fhir.md, docs/security.md)")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8080)
     serve.add_argument("--insecure", action="store_true",
-                       help="accept unauthenticated requests: LOCAL TRIALS ONLY")
+                       help="accept unauthenticated requests (and never fetch from a FHIR "
+                            "server): LOCAL TRIALS ONLY")
 
     schema = commands.add_parser("schema", help="JSON Schema of the facts and the output")
     schema.add_argument("which", nargs="?", choices=("facts", "assessment", "all"),

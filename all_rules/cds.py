@@ -21,10 +21,11 @@ from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+import anyio
+import anyio.to_thread
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from starlette.applications import Starlette
-from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
@@ -232,6 +233,9 @@ def _no_diagnosis_card(hook_instance: str, settings: ServiceSettings) -> dict[st
 
 
 _FEEDBACK_OUTCOMES = {"accepted", "overridden"}
+_ASSESSING_THREADS = 4
+"""Worker threads for mapping and assessment. The engine holds the GIL and one lock, so more
+threads only add contention, which starves the event loop that reads and verifies requests."""
 _MAPPING_FAULTS = (TypeError, ValueError, KeyError, AttributeError, IndexError)
 
 
@@ -255,6 +259,7 @@ class _Service:
         self.code_map = CodeMap.load(extra=settings.code_map)
         self.order_codes = OrderCodes.load(extra=settings.code_map)
         self.issued = IssuedCards()
+        self.assessing = anyio.CapacityLimiter(_ASSESSING_THREADS)
         self.limits = FetchLimits(timeout_seconds=settings.fetch_timeout_seconds,
                                   max_bytes=settings.max_fetch_bytes)
 
@@ -435,7 +440,8 @@ class _Service:
             except UnusableInputError as error:
                 raise _RefusedError(400, error.code, f"draft orders refused: {error}") from None
         found = await self.complete(hook_request, issuer, checked)
-        result = await run_in_threadpool(self.assess, service_id, hook_request, found, audit)
+        result = await anyio.to_thread.run_sync(self.assess, service_id, hook_request, found,
+                                                audit, limiter=self.assessing)
         self.issued.add(service_id, result)
         audit["cards"] = len(result)
         return self.respond({"cards": result})

@@ -4,11 +4,15 @@ As the CDS Hooks specification requires: the issuer (``iss``) must be on the all
 the key is chosen by ``kid`` from that issuer's configured JWK Set; ``none`` and HMAC
 algorithms are refused (only asymmetric signatures); ``aud`` must equal the URL of the
 endpoint called; ``exp`` and ``iat`` are checked with a small clock skew; ``jti`` must
-not have been seen before (replay).
+not have been seen before (replay). The header's ``alg`` must fit the chosen key (its ``kty``,
+its curve, and its ``alg`` where the JWK names one); ``exp``/``iat`` must be numbers and
+``jti`` a non-empty string. Every refusal is an :class:`AuthError` (401), never a crash.
 """
 
 from __future__ import annotations
 
+import heapq
+import math
 import threading
 import time
 from collections.abc import Mapping
@@ -22,24 +26,68 @@ ALGORITHMS = ("ES384", "RS384", "ES256", "RS256", "ES512", "RS512", "PS256", "PS
 """Asymmetric algorithms only: the spec requires ES384/RS384 support; none/HS* are refused."""
 
 
+_CURVES = {"ES256": "P-256", "ES384": "P-384", "ES512": "P-521"}
+
+
 class AuthError(Exception):
     """The request is not authenticated; the message says why (no token content)."""
 
 
 @attrs.define
 class ReplayCache:
-    """``jti`` values seen, kept until their token expires."""
+    """``jti`` values seen, kept until their token expires.
+
+    Expired entries leave through a heap ordered by expiry: each call pops only what has
+    expired (amortized O(log n)), never scanning every stored ``jti``.
+    """
 
     _seen: dict[str, float] = attrs.field(factory=dict)
+    _expiry: list[tuple[float, str]] = attrs.field(factory=list)
     _lock: threading.Lock = attrs.field(factory=threading.Lock)
 
     def check_and_add(self, jti: str, expires: float, now: float) -> None:
         with self._lock:
-            for key in [k for k, exp in self._seen.items() if exp < now]:
-                del self._seen[key]
+            while self._expiry and self._expiry[0][0] < now:
+                _, old = heapq.heappop(self._expiry)
+                self._seen.pop(old, None)
             if jti in self._seen:
                 raise AuthError("token replayed (jti already used)")
             self._seen[jti] = expires
+            heapq.heappush(self._expiry, (expires, jti))
+
+    def __len__(self) -> int:
+        return len(self._seen)
+
+
+def _bearer(authorization: str | None) -> str:
+    """The token of an ``Authorization: Bearer <token>`` header (scheme case-insensitive)."""
+    parts = (authorization or "").split(None, 1)
+    if len(parts) != 2 or parts[0].lower() != "bearer" or not parts[1].strip():
+        raise AuthError("missing bearer token")
+    return parts[1].strip()
+
+
+def _check_key_fits(algorithm: str, jwk: Mapping[str, Any]) -> None:
+    """The header's algorithm must be one the key can verify (kty, curve, the JWK's alg)."""
+    named = jwk.get("alg")
+    if named is not None and named != algorithm:
+        raise AuthError(f"algorithm {algorithm!r} does not match the key (its alg is "
+                        f"{named!r})")
+    kty = jwk.get("kty")
+    if algorithm.startswith("ES"):
+        if kty != "EC" or jwk.get("crv") != _CURVES[algorithm]:
+            raise AuthError(f"algorithm {algorithm!r} does not match the key ({kty} "
+                            f"{jwk.get('crv', '')})".rstrip())
+    elif kty != "RSA":
+        raise AuthError(f"algorithm {algorithm!r} does not match the key ({kty})")
+
+
+def _number(claims: Mapping[str, Any], name: str) -> float:
+    value = claims.get(name)
+    if isinstance(value, bool) or not isinstance(value, int | float) or \
+            not math.isfinite(value):
+        raise AuthError(f"claim {name!r} must be a number (NumericDate)")
+    return float(value)
 
 
 @attrs.define
@@ -53,22 +101,20 @@ class Verifier:
     replay: ReplayCache = attrs.field(factory=ReplayCache)
 
     def verify(self, authorization: str | None, audience: str) -> dict[str, Any]:
-        if not authorization or not authorization.startswith("Bearer "):
-            raise AuthError("missing bearer token")
-        token = authorization.removeprefix("Bearer ").strip()
+        token = _bearer(authorization)
         try:
             header = jwt.get_unverified_header(token)
             claims = jwt.decode(token, options={"verify_signature": False})
         except jwt.PyJWTError:
             raise AuthError("malformed token") from None
         algorithm = header.get("alg")
-        if algorithm not in ALGORITHMS:
+        if not isinstance(algorithm, str) or algorithm not in ALGORITHMS:
             raise AuthError(f"algorithm {algorithm!r} is not accepted")
         issuer = claims.get("iss")
         if not isinstance(issuer, str) or issuer not in self.issuers:
             raise AuthError("issuer is not trusted")
         kid = header.get("kid")
-        if not kid:
+        if not isinstance(kid, str) or not kid:
             raise AuthError("token has no kid")
         try:
             key_set = jwt.PyJWKSet.from_dict(dict(self.issuers[issuer]))
@@ -77,6 +123,14 @@ class Verifier:
             raise AuthError("issuer key set is unusable") from None
         if key is None:
             raise AuthError("no key with this kid for the issuer")
+        raw = next((k for k in self.issuers[issuer].get("keys") or []
+                    if isinstance(k, Mapping) and k.get("kid") == kid), {})
+        _check_key_fits(algorithm, raw)
+        for name in ("exp", "iat"):
+            _number(claims, name)
+        jti = claims.get("jti")
+        if not isinstance(jti, str) or not jti.strip():
+            raise AuthError("claim 'jti' must be a non-empty string")
         try:
             verified: dict[str, Any] = jwt.decode(
                 token, key=key.key, algorithms=[algorithm], audience=audience, issuer=issuer,
@@ -90,10 +144,13 @@ class Verifier:
             raise AuthError("token issued in the future") from None
         except jwt.PyJWTError as error:
             raise AuthError(f"token rejected: {type(error).__name__}") from None
+        except Exception as error:  # a key/algorithm pairing PyJWT cannot handle
+            raise AuthError(f"token rejected: {type(error).__name__}") from None
         now = time.time()
-        if float(verified["iat"]) > now + self.skew_seconds:
+        issued, expires = _number(verified, "iat"), _number(verified, "exp")
+        if issued > now + self.skew_seconds:
             raise AuthError("token issued in the future")
-        if float(verified["exp"]) - float(verified["iat"]) > self.max_lifetime_seconds:
+        if expires - issued > self.max_lifetime_seconds:
             raise AuthError("token lifetime is too long")
-        self.replay.check_and_add(str(verified["jti"]), float(verified["exp"]), now)
+        self.replay.check_and_add(str(verified["jti"]), expires, now)
         return verified

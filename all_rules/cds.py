@@ -1,31 +1,49 @@
 """A CDS Hooks service (needs ``all-rules[serve]``): ``patient-view`` and ``order-sign``.
 
 ``create_app(settings)`` returns an ASGI application; ``all-rules serve`` runs it with
-uvicorn. Every request carries a signed JWT that is verified as the CDS Hooks specification
-requires (``_cds_auth``), unless the service was started in the loud, explicit insecure mode
-meant for local trials. Logs carry the hook instance, service, ruleset digest and fired rule
-ids — never names, identifiers or birth dates.
+uvicorn (``_cds_serve``). A call goes through named steps: authenticate the signed JWT
+(``_cds_auth``) unless in the loud insecure mode for local trials; read the body within its
+size and time limits; parse the request; check the prefetch's shape and that every resource
+is ``context.patientId``'s (``_cds_input``); fetch what is missing, only from a FHIR server
+configured for the caller (``_cds_fetch``); apply the ALL diagnosis gate; map and assess.
+Each call writes one audit line (JSON) with endpoint, service, hook, outcome, status, timing
+and ruleset digest — never names, identifiers, values or card text (docs/security.md).
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 import logging
 import uuid
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+import anyio
+import anyio.to_thread
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from starlette.applications import Starlette
-from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from ._cds_audit import AuditMiddleware, HeaderLimit, IssuedCards
+from ._cds_audit import error_response as _error
 from ._cds_auth import AuthError, Verifier
+from ._cds_fetch import FetchError, FetchLimits, fetch_missing, normalized_base, trusted_base
+from ._cds_input import (
+    UnusableInputError,
+    check_draft_orders,
+    check_prefetch,
+    is_fhir_id,
+    is_missing,
+)
 from ._guideline import Guideline
 from ._orders import OrderCodes, plan_from_orders
 from .fhir import CodeMap, FhirMappingError, facts_from_bundle, with_provenance
@@ -37,17 +55,20 @@ log = logging.getLogger("all_rules.cds")
 _PREFETCH = {"patient": "Patient/{{context.patientId}}",
              "observations": "Observation?patient={{context.patientId}}",
              "conditions": "Condition?patient={{context.patientId}}"}
+_USAGE = ("Patients with an active acute lymphoblastic leukemia Condition. Needs read access "
+          "to the patient's Patient, Observation and Condition resources (prefetch, or a FHIR "
+          "server configured for the calling EHR).")
 SERVICES = {
     "all-rules-patient-view": {
         "hook": "patient-view", "title": "ALL guideline recommendations",
         "description": "Risk group and guideline recommendations for acute lymphoblastic "
                        "leukemia, with reasons, evidence and citations.",
-        "prefetch": _PREFETCH},
+        "prefetch": _PREFETCH, "usageRequirements": _USAGE},
     "all-rules-order-sign": {
         "hook": "order-sign", "title": "ALL treatment plan audit",
         "description": "Checks draft ALL orders (doses, TKI, intrathecal therapy, cranial "
                        "irradiation, transplant) against the guideline.",
-        "prefetch": _PREFETCH},
+        "prefetch": _PREFETCH, "usageRequirements": _USAGE},
 }
 _CARD_NAMESPACE = uuid.UUID("6d1c8e0e-4a8f-4b7e-9f43-8a1f0e2d5c11")
 
@@ -63,6 +84,36 @@ class ServiceSettings(BaseModel):
     max_body_bytes: int = Field(default=1_000_000, ge=1_000)
     code_map: str | None = None
     docs_url: str = "https://github.com/all-rules/all-rules/blob/main/docs/catalogue.md"
+    fhir_servers: dict[str, list[str]] = Field(
+        default_factory=dict, description="trusted iss → the FHIR server base URLs the service "
+        "may fetch missing prefetch from for it; any other fhirServer gets 412")
+    fetch_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
+    max_fetch_bytes: int = Field(default=5_000_000, ge=10_000)
+    cors_origins: list[str] = Field(default_factory=list,
+                                    description="browser origins allowed (CORS)")
+    header_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    body_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    keep_alive_seconds: int = Field(default=5, ge=1, le=300)
+    max_connections: int = Field(default=1000, ge=10)
+    max_header_bytes: int = Field(default=16_384, ge=1_024)
+
+    @model_validator(mode="after")
+    def _fhir_servers_of_known_issuers(self) -> ServiceSettings:
+        unknown = sorted(set(self.fhir_servers) - set(self.issuers))
+        if unknown:
+            raise ValueError(f"fhir_servers names issuers not in `issuers`: {unknown} "
+                             "(their servers would never be used)")
+        return self
+
+    @field_validator("fhir_servers")
+    @classmethod
+    def _bases_are_urls(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        for issuer, bases in value.items():
+            for base in bases:
+                if normalized_base(base) is None:
+                    raise ValueError(f"{issuer}: {base!r} is not an http(s) base URL (no "
+                                     "query, fragment, credentials or dot segments)")
+        return value
 
     @classmethod
     def load(cls, path: str | Path) -> ServiceSettings:
@@ -78,13 +129,13 @@ class _Request(BaseModel):
     prefetch: dict[str, Any] | None = None
 
 
-def _error(status: int, message: str) -> JSONResponse:
-    return JSONResponse({"error": message}, status_code=status)
+_SUMMARY_MAX = 139
+"""The specification asks for a summary of fewer than 140 characters."""
 
 
 def _summary(item: Recommendation) -> str:
     text = item.text
-    return text if len(text) <= 140 else text[:139].rstrip() + "…"
+    return text if len(text) <= _SUMMARY_MAX else text[:_SUMMARY_MAX - 1].rstrip() + "…"
 
 
 def _detail(item: Recommendation) -> str:
@@ -119,206 +170,42 @@ def cards(assessment: Assessment, hook_instance: str, docs_url: str,
     return result
 
 
-def create_app(settings: ServiceSettings, guideline: Guideline | None = None) -> Starlette:
-    """The ASGI application of the CDS Hooks service."""
-    guideline = guideline or Guideline.default()
-    verifier = Verifier(settings.issuers)
-    code_map = CodeMap.load(extra=settings.code_map)
-    order_codes = OrderCodes.load(extra=settings.code_map)
-    if settings.insecure:
-        log.warning("INSECURE MODE: requests are NOT authenticated. For local trials only; "
-                    "never expose this service to a network.")
-
-    def audience(request: Request) -> str:
-        return settings.base_url.rstrip("/") + request.url.path
-
-    async def body_of(request: Request) -> bytes | Response:
-        declared = request.headers.get("content-length")
-        if declared is not None and declared.isdigit() and \
-                int(declared) > settings.max_body_bytes:
-            return _error(413, f"request body over {settings.max_body_bytes} bytes")
-        body = b""
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > settings.max_body_bytes:
-                return _error(413, f"request body over {settings.max_body_bytes} bytes")
-        return body
-
-    def authenticate(request: Request) -> Response | None:
-        if settings.insecure:
-            return None
-        try:
-            verifier.verify(request.headers.get("authorization"), audience(request))
-        except AuthError as error:
-            return _error(401, str(error))
-        return None
-
-    def respond(payload: Any, status: int = 200) -> JSONResponse:
-        response = JSONResponse(payload, status_code=status)
-        if settings.insecure:
-            response.headers["X-All-Rules-Insecure"] = "requests are not authenticated"
-        return response
-
-    async def discovery(request: Request) -> Response:
-        denied = authenticate(request)
-        if denied is not None:
-            return denied
-        return respond({"services": [{"id": key, **value} for key, value in
-                                     SERVICES.items()]})
-
-    async def admit(request: Request) -> tuple[str, bytes] | Response:
-        """The service id and body of an authenticated, size-checked call to a service."""
-        service_id = request.path_params["service_id"]
-        if service_id not in SERVICES:
-            return _error(404, f"no service {service_id!r}")
-        denied = authenticate(request)
-        if denied is not None:
-            return denied
-        body = await body_of(request)
-        if isinstance(body, Response):
-            return body
-        return service_id, body
-
-    async def service(request: Request) -> Response:
-        admitted = await admit(request)
-        if isinstance(admitted, Response):
-            return admitted
-        service_id, body = admitted
-        spec = SERVICES[service_id]
-        try:
-            hook_request = _Request.model_validate_json(body)
-        except ValidationError as error:
-            problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or '(body)'}: "
-                                 f"{e['msg']}" for e in error.errors())
-            return _error(400, f"malformed CDS Hooks request: {problems}")
-        if hook_request.hook != spec["hook"]:
-            return _error(400, f"service {service_id} answers hook {spec['hook']!r}, "
-                               f"not {hook_request.hook!r}")
-        if not isinstance(hook_request.context.get("patientId"), str):
-            return _error(400, "context.patientId is required")
-        prefetch = dict(hook_request.prefetch or {})
-        missing = [key for key in _PREFETCH if key not in prefetch]
-        if missing and hook_request.fhirServer is None:
-            return _error(412, f"required prefetch missing: {', '.join(missing)}, and no "
-                               "fhirServer to fetch it from")
-        if missing:
-            try:
-                prefetch.update(await _fetch(hook_request, missing))
-            except _FetchError as error:
-                return _error(502, f"could not fetch from fhirServer: {error}")
-        return await run_in_threadpool(assess_request, service_id, hook_request, prefetch)
-
-    def assess_request(service_id: str, hook_request: _Request,
-                       prefetch: Mapping[str, Any]) -> Response:
-        hook_instance = str(hook_request.hookInstance)
-        entries: list[Any] = []
-        if prefetch.get("patient"):
-            entries.append({"resource": prefetch["patient"]})
-        for key in ("observations", "conditions"):
-            found = prefetch.get(key) or {}
-            entries.extend(found.get("entry") or [] if isinstance(found, Mapping) else [])
-        bundle = {"resourceType": "Bundle", "type": "collection", "entry": entries}
-        extra: dict[str, Any] = {}
-        provenance_extra: dict[str, str] = {}
-        only_alerts = hook_request.hook == "order-sign"
-        if only_alerts:
-            draft = hook_request.context.get("draftOrders")
-            if not isinstance(draft, Mapping):
-                return _error(400, "order-sign needs context.draftOrders (a Bundle)")
-            plan, provenance_extra, _, problems = plan_from_orders(draft, order_codes)
-            if problems:
-                return respond({"cards": [_problem_card(hook_instance, problems, settings)]})
-            extra["plan"] = plan
-        try:
-            mapped = facts_from_bundle(bundle, assessment_date=dt.datetime.now(dt.UTC).date(),
-                                       code_map=code_map, extra=extra)
-        except FhirMappingError as error:
-            log.info(json.dumps({"event": "hook", "service": service_id,
-                                 "hookInstance": hook_instance, "status": "unmappable",
-                                 "problems": len(error.problems)}))
-            return respond({"cards": [_problem_card(hook_instance, error.problems, settings)]})
-        assessment = guideline.assess(mapped.facts)
-        assessment = with_provenance(assessment, {**mapped.provenance, **provenance_extra})
-        log.info(json.dumps({"event": "hook", "service": service_id,
-                             "hookInstance": hook_instance,
-                             "digest": assessment.ruleset.digest,
-                             "fired": assessment.ids()}))
-        return respond({"cards": cards(assessment, hook_instance, settings.docs_url,
-                                       only_alerts)})
-
-    async def feedback(request: Request) -> Response:
-        admitted = await admit(request)
-        if isinstance(admitted, Response):
-            return admitted
-        service_id, body = admitted
-        try:
-            data = json.loads(body)
-            items = data["feedback"]
-            assert isinstance(items, list)
-        except (ValueError, KeyError, TypeError, AssertionError):
-            return _error(400, "feedback must be a JSON object with a `feedback` list")
-        for item in items:
-            if not isinstance(item, Mapping) or "card" not in item or "outcome" not in item:
-                return _error(400, "each feedback item needs `card` and `outcome`")
-            reason = (item.get("overrideReason") or {}).get("reason") or {}
-            log.info(json.dumps({"event": "feedback", "service": service_id,
-                                 "card": str(item["card"]), "outcome": str(item["outcome"]),
-                                 "overrideReason": reason.get("code")}))
-        return respond({})
-
-    routes = [Route("/cds-services", discovery, methods=["GET"]),
-              Route("/cds-services/{service_id}", service, methods=["POST"]),
-              Route("/cds-services/{service_id}/feedback", feedback, methods=["POST"])]
-    return Starlette(routes=routes)
+_ACTIVE = {"active", "recurrence", "relapse"}
 
 
-class _FetchError(Exception):
-    pass
+def _codes(concept: object) -> set[tuple[str, str]]:
+    if not isinstance(concept, Mapping) or not isinstance(concept.get("coding"), list):
+        return set()
+    return {(str(c.get("system", "")), str(c.get("code", ""))) for c in concept["coding"]
+            if isinstance(c, Mapping)}
 
 
-_MAX_PAGES = 20
+def _all_diagnosis_conditions(conditions: list[Mapping[str, Any]],
+                              code_map: CodeMap) -> list[Mapping[str, Any]]:
+    """Conditions coded as ALL: a code the code map reads into ``lineage`` (B or T ALL)."""
+    diagnosis = {key for key, facts in code_map.conditions.items() if "lineage" in facts}
+    return [c for c in conditions
+            if isinstance(c, Mapping) and _codes(c.get("code")) & diagnosis]
 
 
-async def _fetch(hook_request: _Request, keys: list[str]) -> dict[str, Any]:
-    """Fetch missing prefetch from the client's FHIR server with its access token."""
-    import httpx
+def _has_active_all_condition(conditions: list[Mapping[str, Any]], code_map: CodeMap) -> bool:
+    """Whether the record has an active, confirmed ALL diagnosis.
 
-    base = str(hook_request.fhirServer).rstrip("/")
-    if not base.startswith(("https://", "http://")):
-        raise _FetchError("fhirServer must be an http(s) URL")
-    patient_id = hook_request.context["patientId"]
-    headers = {"Accept": "application/fhir+json"}
-    auth = hook_request.model_extra.get("fhirAuthorization") if hook_request.model_extra \
-        else None
-    if isinstance(auth, Mapping) and auth.get("access_token"):
-        headers["Authorization"] = f"Bearer {auth['access_token']}"
-    queries = {"patient": f"{base}/Patient/{patient_id}",
-               "observations": f"{base}/Observation?patient={patient_id}",
-               "conditions": f"{base}/Condition?patient={patient_id}"}
-    found: dict[str, Any] = {}
-    async with httpx.AsyncClient(timeout=10.0, follow_redirects=False) as client:
-        for key in keys:
-            url: str | None = queries[key]
-            entries: list[Any] = []
-            for _ in range(_MAX_PAGES):
-                if url is None:
-                    break
-                try:
-                    response = await client.get(url, headers=headers)
-                except httpx.HTTPError as error:
-                    raise _FetchError(f"{key}: {type(error).__name__}") from None
-                if response.status_code != 200:
-                    raise _FetchError(f"{key}: HTTP {response.status_code}")
-                data = response.json()
-                if key == "patient":
-                    found[key] = data
-                    break
-                entries.extend(data.get("entry") or [])
-                url = next((link.get("url") for link in data.get("link") or []
-                            if link.get("relation") == "next"), None)
-            if key != "patient":
-                found[key] = {"resourceType": "Bundle", "type": "searchset", "entry": entries}
-    return found
+    A Condition coded as ALL counts when its ``clinicalStatus`` is active, recurrence or
+    relapse (or absent: the Condition is then read as current), and its
+    ``verificationStatus`` is confirmed (or absent). Resolved, remission and inactive
+    diagnoses, and provisional, differential, unconfirmed, refuted and entered-in-error ones
+    do not count.
+    """
+    for condition in _all_diagnosis_conditions(conditions, code_map):
+        clinical = {code for _, code in _codes(condition.get("clinicalStatus"))}
+        verification = {code for _, code in _codes(condition.get("verificationStatus"))}
+        if condition.get("clinicalStatus") is not None and not clinical & _ACTIVE:
+            continue
+        if condition.get("verificationStatus") is not None and "confirmed" not in verification:
+            continue
+        return True
+    return False
 
 
 def _problem_card(hook_instance: str, problems: list[str],
@@ -331,3 +218,320 @@ def _problem_card(hook_instance: str, problems: list[str],
         "indicator": "warning",
         "source": {"label": "all-rules", "url": settings.docs_url},
     }
+
+
+def _no_diagnosis_card(hook_instance: str, settings: ServiceSettings) -> dict[str, Any]:
+    return {
+        "uuid": str(uuid.uuid5(_CARD_NAMESPACE, f"{hook_instance}:(no-active-diagnosis)")),
+        "summary": "ALL guideline not applied: no active, confirmed ALL diagnosis on record",
+        "detail": "The record has an acute lymphoblastic leukemia Condition, but none that is "
+                  "both active (clinicalStatus active, recurrence or relapse) and confirmed, "
+                  "so no ALL treatment recommendation is given.",
+        "indicator": "info",
+        "source": {"label": "all-rules", "url": settings.docs_url},
+    }
+
+
+_FEEDBACK_OUTCOMES = {"accepted", "overridden"}
+_ASSESSING_THREADS = 4
+"""Worker threads for mapping and assessment. The engine holds the GIL and one lock, so more
+threads only add contention, which starves the event loop that reads and verifies requests."""
+_MAPPING_FAULTS = (TypeError, ValueError, KeyError, AttributeError, IndexError)
+
+
+class _RefusedError(Exception):
+    """A call answered with an error response (the documented shape)."""
+
+    def __init__(self, status: int, code: str, message: str,
+                 headers: Mapping[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.response = _error(status, code, message, headers)
+
+
+class _Service:
+    """The endpoints, each a few named steps; state shared by the calls of one app."""
+
+    def __init__(self, settings: ServiceSettings, guideline: Guideline) -> None:
+        self.settings = settings
+        self.guideline = guideline
+        self.verifier = Verifier(settings.issuers)
+        self.code_map = CodeMap.load(extra=settings.code_map)
+        self.order_codes = OrderCodes.load(extra=settings.code_map)
+        self.issued = IssuedCards()
+        self.assessing = anyio.CapacityLimiter(_ASSESSING_THREADS)
+        self.limits = FetchLimits(timeout_seconds=settings.fetch_timeout_seconds,
+                                  max_bytes=settings.max_fetch_bytes)
+
+    # -- steps ---------------------------------------------------------------------------
+    def authenticate(self, request: Request) -> str | None:
+        """The caller's issuer (None in insecure mode); refuses with 401."""
+        if self.settings.insecure:
+            return None
+        audience = self.settings.base_url.rstrip("/") + request.url.path
+        try:
+            claims = self.verifier.verify(request.headers.get("authorization"), audience)
+        except AuthError as error:
+            challenge = 'Bearer realm="all-rules"'
+            if request.headers.get("authorization"):
+                challenge += ', error="invalid_token"'
+            raise _RefusedError(401, "unauthorized", str(error),
+                                {"WWW-Authenticate": challenge}) from None
+        return str(claims["iss"])
+
+    async def body(self, request: Request) -> bytes:
+        limit = self.settings.max_body_bytes
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            raise _RefusedError(413, "body_too_large", f"request body over {limit} bytes")
+        body = bytearray()
+        try:
+            async with asyncio.timeout(self.settings.body_timeout_seconds):
+                async for chunk in request.stream():
+                    body.extend(chunk)
+                    if len(body) > limit:
+                        raise _RefusedError(413, "body_too_large",
+                                            f"request body over {limit} bytes")
+        except TimeoutError:
+            raise _RefusedError(408, "body_timeout", "request body not received within "
+                                f"{self.settings.body_timeout_seconds:g} s") from None
+        return bytes(body)
+
+    def parse(self, service_id: str, body: bytes) -> _Request:
+        spec = SERVICES[service_id]
+        try:
+            hook_request = _Request.model_validate_json(body)
+        except ValidationError as error:
+            problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or '(body)'}: "
+                                 f"{e['msg']}" for e in error.errors())
+            raise _RefusedError(400, "invalid_request",
+                                f"malformed CDS Hooks request: {problems}") from None
+        if hook_request.hook != spec["hook"]:
+            raise _RefusedError(400, "invalid_request", f"service {service_id} answers hook "
+                                f"{spec['hook']!r}, not {hook_request.hook!r}")
+        if not is_fhir_id(hook_request.context.get("patientId")):
+            raise _RefusedError(400, "invalid_request", "context.patientId is required and must be "
+                                "a FHIR id (letters, digits, '-', '.'; at most 64)")
+        auth = (hook_request.model_extra or {}).get("fhirAuthorization")
+        if auth is not None and not (isinstance(auth, Mapping)
+                                     and isinstance(auth.get("access_token"), str)):
+            raise _RefusedError(400, "invalid_request", "fhirAuthorization: expected an object "
+                                "with a string access_token")
+        if auth is not None and hook_request.fhirServer is None:
+            raise _RefusedError(400, "invalid_request", "fhirAuthorization is given without "
+                                "a fhirServer (the specification requires both)")
+        return hook_request
+
+    def resources(self, prefetch: Mapping[str, Any], patient_id: str,
+                  fetched: bool = False) -> dict[str, list[Mapping[str, Any]]]:
+        try:
+            return check_prefetch(prefetch, patient_id)
+        except UnusableInputError as error:
+            if fetched:
+                raise _RefusedError(412, "fhir_server_failed", "the fhirServer's answer cannot be "
+                                    f"used: {error}") from None
+            raise _RefusedError(400, error.code, f"prefetch refused: {error}") from None
+
+    async def complete(self, hook_request: _Request, issuer: str | None,
+                       found: dict[str, list[Mapping[str, Any]]]
+                       ) -> dict[str, list[Mapping[str, Any]]]:
+        """The prefetch, with what is missing fetched from a trusted FHIR server (or 412)."""
+        missing = [key for key in _PREFETCH if key not in found]
+        if not missing:
+            return found
+        why = f"required prefetch missing: {', '.join(missing)}"
+        if hook_request.fhirServer is None:
+            raise _RefusedError(412, "prefetch_missing",
+                                f"{why}, and no fhirServer to fetch it from")
+        configured = self.settings.fhir_servers.get(issuer or "", []) if issuer else []
+        base = trusted_base(hook_request.fhirServer, configured)
+        if base is None:
+            raise _RefusedError(412, "fhir_server_not_trusted", f"{why}; the fhirServer is not "
+                                "configured for this client, so nothing is fetched from it")
+        auth = (hook_request.model_extra or {}).get("fhirAuthorization") or {}
+        patient_id = str(hook_request.context["patientId"])
+        try:
+            fetched = await fetch_missing(normalized_base(base) or base, patient_id, missing,
+                                          auth.get("access_token"), self.limits)
+        except FetchError as error:
+            raise _RefusedError(412, "fhir_server_failed",
+                                f"could not fetch from fhirServer: {error}") from None
+        except TimeoutError:
+            raise _RefusedError(412, "fhir_server_failed", "could not fetch from fhirServer: "
+                                "deadline exceeded") from None
+        return {**found, **self.resources(fetched, patient_id, fetched=True)}
+
+    def assess(self, service_id: str, hook_request: _Request,
+               found: Mapping[str, list[Mapping[str, Any]]], audit: dict[str, Any]
+               ) -> list[dict[str, Any]]:
+        """The cards for a checked request (runs in a worker thread)."""
+        hook_instance = str(hook_request.hookInstance)
+        only_alerts = hook_request.hook == "order-sign"
+        conditions = list(found.get("conditions", []))
+        if not _has_active_all_condition(conditions, self.code_map):
+            audit["outcome"] = "no_active_all_diagnosis"
+            coded = _all_diagnosis_conditions(conditions, self.code_map)
+            return [_no_diagnosis_card(hook_instance, self.settings)] \
+                if coded and not only_alerts else []
+        extra: dict[str, Any] = {}
+        provenance_extra: dict[str, str] = {}
+        if only_alerts:
+            draft = hook_request.context.get("draftOrders")
+            try:
+                plan, provenance_extra, _, problems = plan_from_orders(
+                    draft if isinstance(draft, Mapping) else {}, self.order_codes)
+            except _MAPPING_FAULTS as error:
+                raise _RefusedError(400, "invalid_request", "context.draftOrders could not be read "
+                                    f"({type(error).__name__})") from None
+            if problems:
+                audit["outcome"] = "unmappable"
+                return [_problem_card(hook_instance, problems, self.settings)]
+            extra["plan"] = plan
+        entries = [{"resource": r} for key in ("patient", "observations", "conditions")
+                   for r in found.get(key, [])]
+        bundle = {"resourceType": "Bundle", "type": "collection", "entry": entries}
+        try:
+            mapped = facts_from_bundle(bundle, assessment_date=dt.datetime.now(dt.UTC).date(),
+                                       code_map=self.code_map, extra=extra)
+        except FhirMappingError as error:
+            audit["outcome"] = "unmappable"
+            return [_problem_card(hook_instance, error.problems, self.settings)]
+        except _MAPPING_FAULTS as error:
+            raise _RefusedError(400, "invalid_request", "the prefetch could not be read "
+                                f"({type(error).__name__})") from None
+        assessment = self.guideline.assess(mapped.facts)
+        assessment = with_provenance(assessment, {**mapped.provenance, **provenance_extra})
+        audit.update(outcome="cards", fired=assessment.ids())
+        return cards(assessment, hook_instance, self.settings.docs_url, only_alerts)
+
+    # -- endpoints -----------------------------------------------------------------------
+    def respond(self, payload: Any) -> JSONResponse:
+        response = JSONResponse(payload)
+        if self.settings.insecure:
+            response.headers["X-All-Rules-Insecure"] = "requests are not authenticated"
+        return response
+
+    async def discovery(self, request: Request) -> Response:
+        self.authenticate(request)
+        return self.respond({"services": [{"id": key, **value}
+                                          for key, value in SERVICES.items()]})
+
+    def known_service(self, request: Request, audit: dict[str, Any]) -> str:
+        service_id = str(request.path_params["service_id"])
+        if service_id not in SERVICES:
+            raise _RefusedError(404, "unknown_service", "no such service")
+        audit.update(service=service_id, hook=SERVICES[service_id]["hook"])
+        return service_id
+
+    async def service(self, request: Request) -> Response:
+        audit: dict[str, Any] = {}
+        request.state.audit = audit
+        service_id = self.known_service(request, audit)
+        issuer = self.authenticate(request)
+        hook_request = self.parse(service_id, await self.body(request))
+        audit["hookInstance"] = str(hook_request.hookInstance)
+        patient_id = str(hook_request.context["patientId"])
+        prefetch = {key: value for key, value in (hook_request.prefetch or {}).items()
+                    if not is_missing(value)}
+        checked = self.resources(prefetch, patient_id)
+        if hook_request.hook == "order-sign":
+            try:
+                check_draft_orders(hook_request.context.get("draftOrders"), patient_id)
+            except UnusableInputError as error:
+                raise _RefusedError(400, error.code, f"draft orders refused: {error}") from None
+        found = await self.complete(hook_request, issuer, checked)
+        result = await anyio.to_thread.run_sync(self.assess, service_id, hook_request, found,
+                                                audit, limiter=self.assessing)
+        self.issued.add(service_id, result)
+        audit["cards"] = len(result)
+        return self.respond({"cards": result})
+
+    async def feedback(self, request: Request) -> Response:
+        audit: dict[str, Any] = {}
+        request.state.audit = audit
+        service_id = self.known_service(request, audit)
+        self.authenticate(request)
+        body = await self.body(request)
+        try:
+            data = json.loads(body)
+        except ValueError:
+            raise _RefusedError(400, "invalid_request", "feedback is not JSON") from None
+        items = data.get("feedback") if isinstance(data, Mapping) else None
+        if not isinstance(items, list) or not items:
+            raise _RefusedError(400, "invalid_request",
+                                "feedback must be a JSON object with a non-empty `feedback` list")
+        lines = [self.feedback_item(service_id, index, item) for index, item in enumerate(items)]
+        for line in lines:
+            log.info(json.dumps(line))
+        audit.update(outcome="recorded", items=len(lines))
+        return self.respond({})
+
+    def feedback_item(self, service_id: str, index: int, item: object) -> dict[str, Any]:
+        """The log line for one feedback entry; refuses (400) an entry that is malformed or
+        names a card this service did not issue. Comments and free text are never kept."""
+        where = f"feedback[{index}]"
+        if not isinstance(item, Mapping):
+            raise _RefusedError(400, "invalid_request", f"{where}: expected an object")
+        card, outcome = item.get("card"), item.get("outcome")
+        if not isinstance(card, str) or self.issued.issued_by(card) != service_id:
+            raise _RefusedError(400, "unknown_card",
+                                f"{where}.card: not a card this service issued")
+        if outcome not in _FEEDBACK_OUTCOMES:
+            raise _RefusedError(400, "invalid_request", f"{where}.outcome: expected one of "
+                                f"{sorted(_FEEDBACK_OUTCOMES)}")
+        stamp = item.get("outcomeTimestamp")
+        try:
+            dt.datetime.fromisoformat(str(stamp).replace("Z", "+00:00"))
+        except ValueError:
+            raise _RefusedError(400, "invalid_request", f"{where}.outcomeTimestamp: expected an "
+                                "ISO 8601 date-time") from None
+        override = item.get("overrideReason")
+        reason = override.get("reason") if isinstance(override, Mapping) else None
+        code = reason.get("code") if isinstance(reason, Mapping) else None
+        if override is not None and not isinstance(override, Mapping):
+            raise _RefusedError(400, "invalid_request",
+                                f"{where}.overrideReason: expected an object")
+        return {"event": "feedback", "service": service_id, "card": card, "outcome": outcome,
+                "overrideReason": code if isinstance(code, str) and len(code) <= 64 else None}
+
+
+def _endpoint(handler: Callable[[Request], Awaitable[Response]]
+              ) -> Callable[[Request], Awaitable[Response]]:
+    async def run(request: Request) -> Response:
+        try:
+            return await handler(request)
+        except _RefusedError as refusal:
+            request.state.audit = {**getattr(request.state, "audit", {}),
+                                   "outcome": refusal.code}
+            return refusal.response
+    return run
+
+
+async def _http_error(request: Request, error: Exception) -> Response:
+    status = error.status_code if isinstance(error, HTTPException) else 500
+    code = {404: "not_found", 405: "method_not_allowed"}.get(status, "http_error")
+    return _error(status, code, code.replace("_", " "))
+
+
+def create_app(settings: ServiceSettings, guideline: Guideline | None = None) -> Starlette:
+    """The ASGI application of the CDS Hooks service."""
+    guideline = guideline or Guideline.default()
+    service = _Service(settings, guideline)
+    if settings.insecure:
+        log.warning("INSECURE MODE: requests are NOT authenticated and nothing is fetched "
+                    "from any FHIR server. For local trials only; never expose this service.")
+    origins = ["*"] if settings.insecure else list(settings.cors_origins)
+    middleware = [Middleware(AuditMiddleware, digest=guideline.ruleset.digest, log=log),
+                  Middleware(HeaderLimit, max_bytes=settings.max_header_bytes)]
+    if origins:
+        middleware.append(Middleware(CORSMiddleware, allow_origins=origins,
+                                     allow_methods=["GET", "POST"],
+                                     allow_headers=["Authorization", "Content-Type"],
+                                     expose_headers=["WWW-Authenticate"], max_age=600))
+    routes = [Route("/cds-services", _endpoint(service.discovery), methods=["GET"]),
+              Route("/cds-services/{service_id}", _endpoint(service.service),
+                    methods=["POST"]),
+              Route("/cds-services/{service_id}/feedback", _endpoint(service.feedback),
+                    methods=["POST"])]
+    return Starlette(routes=routes, middleware=middleware,
+                     exception_handlers={HTTPException: _http_error})

@@ -115,11 +115,13 @@ def _parser() -> argparse.ArgumentParser:
 
     serve = commands.add_parser("serve", help="run the CDS Hooks service (docs/fhir.md)")
     serve.add_argument("--config", metavar="FILE", type=Path,
-                       help="service settings (YAML): base_url, issuers and their JWK Sets")
+                       help="service settings (YAML): base_url, issuers and their JWK Sets, "
+                            "fhir_servers, limits (docs/fhir.md, docs/security.md)")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8080)
     serve.add_argument("--insecure", action="store_true",
-                       help="accept unauthenticated requests: LOCAL TRIALS ONLY")
+                       help="accept unauthenticated requests (and never fetch from a FHIR "
+                            "server): LOCAL TRIALS ONLY")
 
     schema = commands.add_parser("schema", help="JSON Schema of the facts and the output")
     schema.add_argument("which", nargs="?", choices=("facts", "assessment", "all"),
@@ -326,9 +328,9 @@ def _synth(args: argparse.Namespace) -> int:
 def _serve(args: argparse.Namespace) -> int:
     try:
         import fhir.resources  # noqa: F401 - every call maps FHIR
-        import uvicorn
 
-        from .cds import ServiceSettings, create_app
+        from ._cds_serve import serve
+        from .cds import ServiceSettings
     except ImportError:
         raise _InputError("the service needs: pip install 'all-rules[serve]'") from None
     if args.config is not None:
@@ -341,7 +343,7 @@ def _serve(args: argparse.Namespace) -> int:
         settings = settings.model_copy(update={"insecure": True})
         print("all-rules: WARNING: INSECURE MODE — requests are not authenticated. Local "
               "trials only; never expose this port.", file=sys.stderr)
-    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="info")
+    serve(settings, args.host, args.port)
     return EXIT_OK
 
 

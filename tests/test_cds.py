@@ -206,52 +206,71 @@ def test_replayed_token_is_refused(server: str) -> None:
 
 def test_spec_example_is_understood(server: str) -> None:
     """The specification's own patient-view example parses; it lacks this service's prefetch,
-    so the service fetches from its fhirServer (unreachable here: 502), and without a
-    fhirServer answers 412 naming what is missing."""
+    and its fhirServer is not one configured for the caller, so the answer is 412 naming
+    what is missing (nothing is fetched: docs/security.md)."""
     request = json.loads((FIXTURES / "cds" / "spec_patient_view.json").read_text())
-    request["fhirServer"] = "http://127.0.0.1:9"  # the discard port: nothing listens
     response = call(server, "/cds-services/all-rules-patient-view", request)
-    assert response.status_code == 502
-    assert "could not fetch from fhirServer" in response.json()["error"]
+    assert response.status_code == 412
+    assert response.json()["code"] == "fhir_server_not_trusted"
+    assert "patient, observations, conditions" in response.json()["error"]
     del request["fhirServer"]
+    del request["fhirAuthorization"]
     response = call(server, "/cds-services/all-rules-patient-view", request)
     assert response.status_code == 412
     assert "patient, observations, conditions" in response.json()["error"]
 
 
-def test_missing_prefetch_is_fetched_from_the_fhir_server(server: str) -> None:
-    """With a fhirServer and its access token, missing prefetch is fetched (here from a FHIR
-    stub on loopback), and the cards are the same as with prefetch."""
-    from starlette.applications import Starlette
-    from starlette.requests import Request
-    from starlette.responses import JSONResponse
-    from starlette.routing import Route
+class FhirStub:
+    """A FHIR server on loopback serving ADULT_PH's resources, recording what it was asked."""
 
-    seen: list[str | None] = []
-    resources = [e["resource"] for e in ADULT_PH["entry"]]
+    def __init__(self, bundle: dict[str, Any] = ADULT_PH, **pages: Any) -> None:
+        from starlette.applications import Starlette
+        from starlette.requests import Request
+        from starlette.responses import JSONResponse
+        from starlette.routing import Route
 
-    async def read(request: Request) -> JSONResponse:
-        seen.append(request.headers.get("authorization"))
-        kind = request.path_params["kind"]
-        if "ident" in request.path_params:
-            return JSONResponse(next(r for r in resources if r["resourceType"] == kind))
-        return JSONResponse({"resourceType": "Bundle", "type": "searchset", "entry": [
-            {"resource": r} for r in resources if r["resourceType"] == kind]})
+        self.seen: list[tuple[str, str | None]] = []
+        resources = [e["resource"] for e in bundle["entry"]]
 
-    stub = Starlette(routes=[Route("/fhir/{kind}/{ident}", read), Route("/fhir/{kind}", read)])
-    with running(stub, free_port()) as fhir_base:
-        with_prefetch = hook_request("patient-view", ADULT_PH)
-        fetched = {**with_prefetch, "prefetch": {}, "fhirServer": f"{fhir_base}/fhir",
-                   "fhirAuthorization": {"access_token": "tok-123", "token_type": "Bearer",
-                                         "expires_in": 300, "scope": "patient/*.read",
-                                         "subject": "all-rules"}}
-        path = "/cds-services/all-rules-patient-view"
-        expected = [c["source"]["topic"]["code"]
-                    for c in call(server, path, with_prefetch).json()["cards"]]
-        response = call(server, path, fetched)
-        assert response.status_code == 200, response.text
-        assert [c["source"]["topic"]["code"] for c in response.json()["cards"]] == expected
-        assert seen == ["Bearer tok-123"] * 3
+        async def read(request: Request) -> JSONResponse:
+            self.seen.append((str(request.url), request.headers.get("authorization")))
+            kind = request.path_params["kind"]
+            if "ident" in request.path_params:
+                return JSONResponse(next(r for r in resources if r["resourceType"] == kind))
+            page = {"resourceType": "Bundle", "type": "searchset", "entry": [
+                {"resource": r} for r in resources if r["resourceType"] == kind]}
+            extra = pages.get(kind, {}) if "page" not in request.query_params else {}
+            if callable(extra):  # built from this server's own base URL
+                extra = extra(str(request.base_url).rstrip("/"))
+            return JSONResponse({**page, **extra})
+
+        self.app = Starlette(routes=[Route("/fhir/{kind}/{ident}", read),
+                                     Route("/fhir/{kind}", read)])
+
+
+def test_missing_prefetch_is_fetched_from_the_fhir_server() -> None:
+    """With a fhirServer configured for the caller and its access token, missing prefetch is
+    fetched (here from a FHIR stub on loopback), and the cards are the same as with
+    prefetch; the token goes to that server only."""
+    stub = FhirStub()
+    with running(stub.app, free_port()) as fhir_base:
+        port = free_port()
+        app = service(port, fhir_servers={ISSUER: [f"{fhir_base}/fhir/"]})
+        with running(app, port) as server:
+            with_prefetch = hook_request("patient-view", ADULT_PH)
+            fetched = {**with_prefetch, "prefetch": {}, "fhirServer": f"{fhir_base}/fhir",
+                       "fhirAuthorization": {"access_token": "tok-123", "token_type": "Bearer",
+                                             "expires_in": 300, "scope": "patient/*.read",
+                                             "subject": "all-rules"}}
+            path = "/cds-services/all-rules-patient-view"
+            expected = [c["source"]["topic"]["code"]
+                        for c in call(server, path, with_prefetch).json()["cards"]]
+            response = call(server, path, fetched)
+    assert response.status_code == 200, response.text
+    assert [c["source"]["topic"]["code"] for c in response.json()["cards"]] == expected
+    assert [auth for _, auth in stub.seen] == ["Bearer tok-123"] * 3
+    assert sorted(url.removeprefix(fhir_base) for url, _ in stub.seen) == [
+        "/fhir/Condition?patient=p1", "/fhir/Observation?patient=p1", "/fhir/Patient/p1"]
 
 
 @pytest.mark.parametrize(("body", "status", "message"), [
@@ -273,7 +292,8 @@ def test_unmappable_record_gives_a_warning_card_not_an_error(server: str) -> Non
     warning card naming the resource; nothing is guessed."""
     patient = {**ADULT_PH["entry"][0]["resource"], "birthDate": "1984-03"}
     broken = {"resourceType": "Bundle", "type": "collection", "entry": [
-        {"resource": patient}, {"resource": observation("w9", "6690-2", 45, "10*9/L")}]}
+        {"resource": patient}, ADULT_PH["entry"][-1],
+        {"resource": observation("w9", "6690-2", 45, "10*9/L")}]}
     response = call(server, "/cds-services/all-rules-patient-view",
                     hook_request("patient-view", broken))
     (card,) = response.json()["cards"]
@@ -283,17 +303,23 @@ def test_unmappable_record_gives_a_warning_card_not_an_error(server: str) -> Non
 
 def test_feedback_is_accepted_and_logged_without_patient_data(
         server: str, caplog: pytest.LogCaptureFixture) -> None:
+    """Feedback on an issued card is logged as card, outcome and override-reason code only
+    (never the user's comment)."""
     caplog.set_level("INFO", logger="all_rules.cds")
+    issued = call(server, "/cds-services/all-rules-patient-view",
+                  hook_request("patient-view", ADULT_PH)).json()["cards"][0]["uuid"]
     response = call(server, "/cds-services/all-rules-patient-view/feedback", {"feedback": [
-        {"card": str(uuid.uuid4()), "outcome": "overridden",
-         "overrideReason": {"reason": {"code": "patient-declined"}},
+        {"card": issued, "outcome": "overridden",
+         "overrideReason": {"reason": {"code": "patient-declined"},
+                            "userComment": "Mr Smith said no"},
          "outcomeTimestamp": "2026-11-27T10:00:00Z"}]})
     assert response.status_code == 200
     logged = [json.loads(r.getMessage()) for r in caplog.records
-              if r.name == "all_rules.cds" and '"feedback"' in r.getMessage()]
+              if r.name == "all_rules.cds" and "\"event\": \"feedback\"" in r.getMessage()]
     assert logged[-1]["outcome"] == "overridden"
     assert logged[-1]["overrideReason"] == "patient-declined"
     assert set(logged[-1]) == {"event", "service", "card", "outcome", "overrideReason"}
+    assert not any("Smith" in r.getMessage() for r in caplog.records)
     bad = call(server, "/cds-services/all-rules-patient-view/feedback", {"nope": 1})
     assert bad.status_code == 400
 
@@ -339,6 +365,7 @@ def bundle_for(facts: dict[str, Any], on: Any) -> dict[str, Any]:
         resources.append({"resourceType": "Observation", "id": ident, "status": "final",
                           "code": {"coding": [{"system": LOCAL, "code": code}]},
                           "effectiveDateTime": on.isoformat(),
+                          "subject": {"reference": "Patient/p1"},
                           "valueCodeableConcept": {"coding": [{"system": value_system,
                                                                "code": value}]}})
 
@@ -348,7 +375,7 @@ def bundle_for(facts: dict[str, Any], on: Any) -> dict[str, Any]:
             system = LOCAL if not code[0].isdigit() else "http://loinc.org"
             resources.append(observation(name.replace("_", "-"), code, value, unit,
                                          system=system, when=on.isoformat(),
-                                         subject="Patient/pt"))
+                                         subject="Patient/p1"))
         elif name in _CODED:
             coded(name.replace("_", "-"), _CODED[name], LOCAL, value)
         elif name in _BOOLEANS:
@@ -359,12 +386,12 @@ def bundle_for(facts: dict[str, Any], on: Any) -> dict[str, Any]:
                   "10828004" if value == "positive" else "260385009")
         elif name == "lineage":
             resources.append({"resourceType": "Condition", "id": "dx",
-                              "subject": {"reference": "Patient/pt"},
+                              "subject": {"reference": "Patient/p1"},
                               "onsetDateTime": on.isoformat(),
                               "code": {"coding": [{
                                   "system": "http://ncicb.nci.nih.gov/xml/owl/EVS/Thesaurus.owl",
                                   "code": "C8644" if value == "B" else "C3183"}]}})
-    patient = {"resourceType": "Patient", "id": "pt", "birthDate": born.isoformat()}
+    patient = {"resourceType": "Patient", "id": "p1", "birthDate": born.isoformat()}
     return {"resourceType": "Bundle", "type": "collection",
             "entry": [{"resource": r} for r in (patient, *resources)]}
 
@@ -418,13 +445,13 @@ def test_order_sign_reads_institution_coded_orders(institution_server: str) -> N
     facts = {"age_years": 7, "lineage": "B", "ph_status": "negative", "bsa_m2": 0.9,
              "wbc_at_diagnosis_10e9_per_l": 12, "cns_status": "CNS1", "phase": "induction"}
     peg = {"resourceType": "MedicationRequest", "id": "peg", "status": "draft",
-           "intent": "order", "subject": {"reference": "Patient/pt"},
+           "intent": "order", "subject": {"reference": "Patient/p1"},
            "medicationCodeableConcept": {"coding": [{"system": "urn:example:formulary",
                                                      "code": "PEG-ASP"}]},
            "dosageInstruction": [{"doseAndRate": [{"doseQuantity": {
                "value": 1500, "code": "[iU]/m2", "system": "http://unitsofmeasure.org"}}]}]}
     crt = {"resourceType": "ServiceRequest", "id": "crt", "status": "draft", "intent": "order",
-           "subject": {"reference": "Patient/pt"},
+           "subject": {"reference": "Patient/p1"},
            "code": {"coding": [{"system": "urn:example:procedures", "code": "CRT"}]}}
     draft = {"resourceType": "Bundle", "type": "collection",
              "entry": [{"resource": peg}, {"resource": crt}]}

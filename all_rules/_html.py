@@ -74,7 +74,9 @@ p { margin: .3rem 0; }
 table { border-collapse: collapse; width: 100%; margin: .4rem 0; font-size: .88rem; }
 caption { text-align: left; color: var(--muted); font-size: .85rem; padding-bottom: .2rem; }
 th, td { border: 1px solid var(--line); padding: .25rem .45rem; text-align: left;
-  vertical-align: top; overflow-wrap: anywhere; }
+  vertical-align: top; overflow-wrap: break-word; }
+td.num, th.num { white-space: nowrap; }
+td small { color: var(--muted); }
 th { background: #f3f4f6; }
 td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
 dl.facts { display: grid; grid-template-columns: max-content 1fr; gap: .15rem .8rem;

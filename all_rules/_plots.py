@@ -70,8 +70,7 @@ def bar_chart(labels: Sequence[str], values: Sequence[float], *, description: st
     axes.set_yticks(positions, labels=list(labels))
     axes.set_xlabel(xlabel)
     axes.bar_label(bars, labels=[f"{v:,.0f}" for v in values], padding=2, fontsize=8)
-    axes.spines[["top", "right"]].set_visible(False)
-    axes.margins(x=0.12)
+    _style(axes)
     return _svg(figure, description)
 
 
@@ -93,10 +92,17 @@ def stacked_bar_chart(labels: Sequence[str], series: Mapping[str, Sequence[float
         axes.text(total, position, f" {total:,.0f}", va="center", fontsize=8)
     axes.set_yticks(positions, labels=list(labels))
     axes.set_xlabel(xlabel)
-    axes.spines[["top", "right"]].set_visible(False)
-    axes.margins(x=0.12)
+    _style(axes)
     axes.legend(loc="lower right", fontsize=8, frameon=False)
     return _svg(figure, description)
+
+
+def _style(axes: Any) -> None:
+    from matplotlib.ticker import StrMethodFormatter
+
+    axes.spines[["top", "right"]].set_visible(False)
+    axes.margins(x=0.12)
+    axes.xaxis.set_major_formatter(StrMethodFormatter("{x:,.0f}"))
 
 
 def figure(svg: str, caption: str) -> str:

@@ -65,12 +65,13 @@ def _rule_section(title: str, anchor: str, intro: str, rules: Sequence[Rule],
         list(ItemPhase).index(pair[1].spec.phase) if pair[1].spec.phase else 99, -pair[0],
         pair[1].spec.id))
     parts.append(table(
-        ("Phase", "Rule", "Title", "Kind", "Severity", "Patients", "Share of assessed"),
-        ((r.spec.phase.value if r.spec.phase else "", r.spec.id, r.spec.title,
-          r.spec.kind.value if r.spec.kind else "", r.spec.severity.value if r.spec.severity
-          else "", n, _share(n, assessed)) for n, r in by_phase),
-        caption=f"{title} by phase (every rule, also those that never applied)",
-        numeric=(5, 6)))
+        ("Phase", "Rule", "Kind, severity", "Patients", "Share"),
+        ((r.spec.phase.value if r.spec.phase else "",
+          f"<code>{escape(r.spec.id)}</code><br><small>{escape(r.spec.title)}</small>",
+          ", ".join(x.value for x in (r.spec.kind, r.spec.severity) if x is not None),
+          n, _share(n, assessed)) for n, r in by_phase),
+        caption=f"{title} by phase (every rule, also those that never applied; share of "
+                "the patients assessed)", numeric=(3, 4), raw=(1,)))
     return Section(title, "".join(parts), id=anchor, intro=intro)
 
 

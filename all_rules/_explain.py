@@ -109,6 +109,9 @@ class Evaluator:
             (rule.key, rule.spec.id,
              None if rule.spec.concludes is Concludes.RECOMMENDATION else
              rule.spec.concludes.value,
+             None if any(b.derived for b in self._compiled[rule.key]) else
+             tuple((index, branch.tests)
+                   for index, branch in enumerate(self._compiled[rule.key])),
              tuple((index, branch.tests, branch.derived)
                    for index, branch in enumerate(self._compiled[rule.key])))
             for rule in self.order)
@@ -164,11 +167,14 @@ class Evaluator:
         get = values.get
         passed = {index for index, (fact, test) in enumerate(self._predicates)
                   if test(get(fact))}
-        for key, rule_id, concludes, branches in self._plan:
-            held = tuple(index for index, tests, derived in branches
-                         if tests <= passed and (not derived or all(
-                             ((name in names) if name is not None else (kind in kinds))
-                             is present for present, name, kind in derived)))
+        for key, rule_id, concludes, plain, branches in self._plan:
+            if plain is not None:  # no derived-fact test: a subset check per branch
+                held = tuple([index for index, tests in plain if tests <= passed])
+            else:
+                held = tuple([index for index, tests, derived in branches
+                              if tests <= passed and all(
+                                  ((name in names) if name is not None else (kind in kinds))
+                                  is present for present, name, kind in derived)])
             if held:
                 out[key] = held
                 if concludes is not None:

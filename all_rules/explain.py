@@ -167,8 +167,10 @@ class Explainer:
     def explain(self, values: Mapping[str, Any], patient_id: str | None,
                 rule_id: str) -> Explanation:
         rules = self.evaluator.by_id.get(rule_id)
+        if not rules and rule_id in self.evaluator.by_key:  # one variant: ``id#variant``
+            rules = [self.evaluator.by_key[rule_id]]
         if not rules:
-            raise UnknownRuleError(rule_id, self.evaluator.by_id)
+            raise UnknownRuleError(rule_id, [*self.evaluator.by_id, *self.evaluator.by_key])
         tracer = Tracer(self.evaluator, values)
         variants = tuple(self.rule(tracer, rule) for rule in rules)
         return Explanation(patient_id=patient_id, ruleset=self.info, rule_id=rule_id,
@@ -182,9 +184,13 @@ class Explainer:
         tracer = Tracer(self.evaluator, values)
         fired_ids = {self.evaluator.by_key[key].spec.id for key in tracer.fired}
         scored: dict[str, tuple[tuple[int, int, float], RuleTrace]] = {}
+        no_plan = values.get("plan.given") is False
         for rule in self.evaluator.ruleset.rules:
             if rule.spec.kind is None or rule.spec.id in fired_ids:
                 continue
+            if no_plan and any(isinstance(leaf, FactTest) and leaf.fact.startswith("plan.")
+                               for branch in rule.branches for leaf in branch):
+                continue  # an audit of a plan nobody gave is not a near miss
             trace = tracer.rule(rule)
             score = distance(trace, self.evaluator.parameters, values)
             current = scored.get(rule.spec.id)

@@ -10,6 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 
 from all_rules import Guideline
+from all_rules._conditions import FactTest
 from all_rules.cli import main
 from all_rules.explain import ConditionExplanation, UnknownRuleError
 
@@ -115,6 +116,34 @@ def test_every_variant_is_explained(guideline: Guideline) -> None:
     explanation = guideline.explain(facts, "induction.steroid_choice")
     assert [(v.variant, v.fired) for v in explanation.variants] == [("young_child", True),
                                                                   ("older", False)]
+
+
+def test_nearest_misses_rank_a_rule_just_under_its_threshold_first(guideline: Guideline
+                                                                  ) -> None:
+    """Nearest misses: fewest tests not held first, then the smallest gap to a threshold;
+    a rule missed by 0.1 year ranks before the same rule missed by 15 years, and rules that
+    fired are never listed."""
+    facts = {**ADULT_HIGH_RISK, "transplant_eligible": True, "tki_available": True,
+             "wbc_at_diagnosis_10e9_per_l": 10}
+    near = [r.id for r in guideline.nearest_misses({**facts, "age_years": 34.9}, limit=80)]
+    far = [r.id for r in guideline.nearest_misses({**facts, "age_years": 20}, limit=80)]
+    assert near.index("risk.age_35_or_older") < far.index("risk.age_35_or_older")
+    fired = set(guideline.assess({**facts, "age_years": 34.9}).ids())
+    assert not fired & set(near)
+    reads_plan = {r.spec.id for r in guideline.ruleset.rules
+                  if any(leaf.fact.startswith("plan.") for b in r.branches for leaf in b
+                         if isinstance(leaf, FactTest))}
+    assert reads_plan
+    assert not reads_plan & set(near)  # no plan given: no plan audit is a near miss
+
+
+def test_one_variant_is_explained_by_its_key(guideline: Guideline) -> None:
+    """``id#variant`` explains that variant alone."""
+    facts = {**ADULT_HIGH_RISK, "age_years": 8, "phase": "induction"}
+    explanation = guideline.explain(facts, "induction.steroid_choice#older")
+    assert [(v.key, v.fired) for v in explanation.variants] == [
+        ("induction.steroid_choice#older", False)]
+    assert not explanation.fired
 
 
 def test_an_unknown_rule_id_is_refused_with_a_suggestion(guideline: Guideline) -> None:

@@ -78,8 +78,9 @@ def condition_tree(node: ConditionExplanation) -> str:
         return f"<li>{label}{words}:<ul>{children}</ul></li>"
     if node.node == "fact":
         value = escape(node.value)
+        test = f"is {node.test}" if node.test in ("known", "unknown") else node.test
         return (f"<li>{label}<code>{escape(node.fact)}</code> = {value}; "
-                f"test <code>{escape(node.test)}</code></li>")
+                f"test <code>{escape(test)}</code></li>")
     verb = "derived" if node.node == "derived" else "not derived"
     producers = "".join(
         f"<li>{badge('fired' if p.fired else _OUTCOME_WORDS[p.outcome], _out_css(p))}"

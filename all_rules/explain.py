@@ -360,8 +360,9 @@ def _condition_lines(node: ConditionExplanation, depth: int) -> list[str]:
     if node.node == "fact":
         label = FACTS[node.fact].label if node.fact in FACTS else node.fact
         shown = value_text(node.value)
+        test = f"is {node.test}" if node.test in ("known", "unknown") else node.test
         return [f"{pad}{_MARK[node.outcome]} {node.fact} ({label}) = "
-                f"{shown if shown is not None else 'unknown'}; test {node.test}"]
+                f"{shown if shown is not None else 'unknown'}; test {test}"]
     verb = "derived" if node.node == "derived" else "not derived"
     lines = [f"{pad}{_MARK[node.outcome]} {node.derived} {verb}"]
     for producer in node.producers:

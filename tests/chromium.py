@@ -39,6 +39,8 @@ class PageVisit:
     text: str
     counts: dict[str, int]
     screenshot: bytes
+    pdf: bytes
+    """The page printed by the browser, with the page's own CSS page size."""
 
     @property
     def external_requests(self) -> tuple[str, ...]:
@@ -138,6 +140,7 @@ def _load(client: _Client, page: Path, selectors: Sequence[str], width: int,
         counts[selector] = int(client.call("Runtime.evaluate", expression=expression,
                                            returnByValue=True)["result"]["value"])
     shot = client.call("Page.captureScreenshot", format="png")
+    pdf = client.call("Page.printToPDF", preferCSSPageSize=True, printBackground=True)
     # Drain what arrived meanwhile (a late console error or request).
     client.call("Runtime.evaluate", expression="1")
     errors: list[str] = []
@@ -154,7 +157,7 @@ def _load(client: _Client, page: Path, selectors: Sequence[str], width: int,
         elif method == "Network.requestWillBeSent":
             requests.append(str(params.get("request", {}).get("url", "")))
     return PageVisit(tuple(errors), tuple(requests), str(text), counts,
-                     base64.b64decode(shot["data"]))
+                     base64.b64decode(shot["data"]), base64.b64decode(pdf["data"]))
 
 
 def in_ci() -> bool:

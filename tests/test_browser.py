@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import http.server
 import os
+import re
 import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -61,6 +62,10 @@ def test_patient_report_in_chromium(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert seen.counts["article.card"] >= 10
     assert seen.counts[".badge.out-failed"] >= 1
     assert seen.counts["table th"] >= 3
+    # Printed, the page is A4 (595 × 842 pt) on as many pages as it needs.
+    boxes = re.findall(rb"/MediaBox \[0 0 ([\d.]+) ([\d.]+)\]", seen.pdf)
+    assert len(boxes) >= 2
+    assert {(round(float(w)), round(float(h))) for w, h in boxes} == {(595, 842)}
 
 
 def test_cohort_report_in_chromium(tmp_path: Path) -> None:

@@ -61,6 +61,8 @@ def threshold(value: Any, parameters: Mapping[str, float]) -> Any:
 def fact_predicate(test: FactTest, parameters: Mapping[str, float]) -> Callable[[Any], bool]:
     """The test as a predicate of the fact's value (``None``: unknown)."""
     op = test.op
+    if op not in ("known", "in", "not_in", *_COMPARE):
+        raise TypeError(f"no Python evaluation for operator `{op}`")
     if op == "known":
         wanted = bool(test.value)
         return lambda v: (v is not None) is wanted
@@ -147,6 +149,9 @@ class Evaluator:
     def _compile(self, branch: tuple[FactTest | DerivedTest, ...]) -> _CompiledBranch:
         tests = []
         for leaf in branch:
+            if not isinstance(leaf, FactTest | DerivedTest):
+                # A condition form this evaluator does not know must not pass unseen.
+                raise TypeError(f"no Python evaluation for condition {type(leaf).__name__}")
             if isinstance(leaf, FactTest):
                 index = self._tests.get(leaf)
                 if index is None:
@@ -243,7 +248,8 @@ class Tracer:
             outcome: Outcome = ("failed" if "failed" in outcomes else
                                 "unknown" if "unknown" in outcomes else "held")
         else:
-            assert isinstance(node, AnyOf)
+            if not isinstance(node, AnyOf):
+                raise TypeError(f"no Python evaluation for condition {type(node).__name__}")
             outcome = ("held" if "held" in outcomes else
                        "unknown" if "unknown" in outcomes else "failed")
         return Trace(node, outcome, children=children)

@@ -228,3 +228,13 @@ def test_cli_assess_why_not(capsys: pytest.CaptureFixture[str], tmp_path: Any) -
     code, out, _ = _run(capsys, tmp_path, "assess", "PATIENT", "--format", "text",
                         "--why-not", "risk.infant")
     assert "Rule risk.infant for patient P1: did not fire" in out
+
+
+def test_an_unknown_operator_is_refused_not_skipped() -> None:
+    """A condition form the evaluator does not know fails loudly instead of being read as
+    "holds" (the rulesets may grow new forms on other branches)."""
+    from all_rules._conditions import FactTest as Test
+    from all_rules._explain import fact_predicate
+
+    with pytest.raises(TypeError, match="operator `between`"):
+        fact_predicate(Test("age_years", "between", (1, 2), ()), {})

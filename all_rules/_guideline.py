@@ -13,9 +13,11 @@ from pydantic import ValidationError
 from ._assemble import Assembler, Selection
 from ._conditions import suggest
 from ._engine import Engine
+from ._explain import Evaluator
 from ._prepare import PreparedFacts, prepare
 from ._ruleset import Rule, Ruleset, load
 from .exceptions import FieldError, InvalidFactsError
+from .explain import Explainer, Explanation, RuleExplanation
 from .facts import PatientFacts, Plan
 from .output import Assessment, RulesetInfo, _trusted
 
@@ -128,6 +130,28 @@ class Guideline:
         """``assess_json`` and the selection it was written from (for cohort counts)."""
         prepared, selection = self._evaluate(facts)
         return self._assembler.json(prepared, selection), selection
+
+    def explain(self, facts: PatientFacts | Mapping[str, Any], rule_id: str) -> Explanation:
+        """Why the rule ``rule_id`` (every variant) fired for this patient, or why not:
+        each test of its condition with the patient's value, the resolved threshold and the
+        outcome (held / failed / unknown), derived facts traced to the rules that produce
+        them, and the risk group's features (docs/explain.md). Raises UnknownRuleError
+        (with a did-you-mean) for an id not in the ruleset."""
+        prepared = prepare(validate_facts(facts))
+        return self._explainer().explain(prepared.values, prepared.patient_id, rule_id)
+
+    def nearest_misses(self, facts: PatientFacts | Mapping[str, Any],
+                       limit: int = 5) -> list[RuleExplanation]:
+        """The output rules that came closest to firing for this patient, nearest first."""
+        prepared = prepare(validate_facts(facts))
+        return self._explainer().nearest_misses(prepared.values, limit)
+
+    def _explainer(self) -> Explainer:
+        explainer = self.__dict__.get("_explainer_cache")
+        if explainer is None:
+            explainer = Explainer(Evaluator(self.ruleset), self.info)
+            self.__dict__["_explainer_cache"] = explainer
+        return explainer
 
     def assess_ids(self, facts: PatientFacts | Mapping[str, Any]) -> Selection:
         """Only what fires: the risk group, features, missing facts and the items with

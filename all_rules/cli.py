@@ -66,8 +66,18 @@ def _parser() -> argparse.ArgumentParser:
 
     assess = commands.add_parser("assess", help="assess one patient (a JSON object)")
     assess.add_argument("input", metavar="PATH|-", help="patient facts as JSON; - for stdin")
-    assess.add_argument("--format", choices=("json", "text"), default="json")
+    assess.add_argument("--format", choices=("json", "text", "html"), default="json",
+                        help="html: a self-contained one-page report (docs/reports.md)")
+    assess.add_argument("--why-not", metavar="RULE_ID", action="append", default=[],
+                        help="also explain why this rule fired or not (repeatable; "
+                             "docs/explain.md)")
     _add_ruleset_options(assess)
+
+    explain = commands.add_parser("explain", help="why a rule fired for a patient, or why not")
+    explain.add_argument("input", metavar="PATH|-", help="patient facts as JSON; - for stdin")
+    explain.add_argument("rule_id", metavar="RULE_ID")
+    explain.add_argument("--format", choices=("json", "text", "html"), default="text")
+    _add_ruleset_options(explain)
 
     rules = commands.add_parser("rules", help="list, show or check rules")
     rule_commands = rules.add_subparsers(dest="rules_command", required=True, metavar="ACTION")
@@ -99,6 +109,8 @@ def _parser() -> argparse.ArgumentParser:
                              "them)")
     cohort.add_argument("--summary", metavar="PATH", type=Path,
                         help="also write the summary as JSON")
+    cohort.add_argument("--report", metavar="PATH", type=Path,
+                        help="also write a one-page HTML report with plots (docs/reports.md)")
     cohort.add_argument("--quiet", action="store_true", help="no summary table on stdout")
     _add_ruleset_options(cohort)
 
@@ -163,6 +175,12 @@ def _assess(args: argparse.Namespace) -> int:
     data = _read_patient(args.input)
     guideline = _guideline(args)
     assessment = guideline.assess(data)
+    if args.why_not or args.format == "html":
+        from ._cli_explain import assess_explained
+
+        sys.stdout.write(assess_explained(guideline, data, assessment, args.why_not,
+                                          args.format))
+        return EXIT_OK
     out = assessment_text(assessment) if args.format == "text" else assessment.to_json() + "\n"
     sys.stdout.write(out)
     return EXIT_OK
@@ -230,6 +248,10 @@ def _cohort(args: argparse.Namespace) -> int:
 
     if args.workers < 1:
         raise _InputError("--workers must be at least 1")
+    if args.report is not None:  # fail before the run, not after it
+        from ._plots import require_matplotlib
+
+        require_matplotlib()
     cores = _usable_cores()
     if args.workers > cores:
         # Like `xz -T`: the work is CPU-bound, so processes beyond the cores only cost
@@ -254,6 +276,12 @@ def _cohort(args: argparse.Namespace) -> int:
             bar.close()
     if args.summary is not None:
         args.summary.write_text(run.summary.to_json() + "\n", encoding="utf-8")
+    if args.report is not None:
+        from ._report_cohort import write_cohort_report
+
+        write_cohort_report(args.report, run.summary.to_dict(), spec.load().ruleset,
+                            source=args.input.name)
+        print(f"wrote {args.report}", file=sys.stderr)
     if not args.quiet:
         sys.stdout.write(run.summary.table())
     for path in run.outputs:
@@ -368,6 +396,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _assess(args)
         if args.command == "rules":
             return _rules(args)
+        if args.command == "explain":
+            from ._cli_explain import explain_command
+
+            return explain_command(args, _read_patient(args.input), _guideline(args))
         if args.command == "cohort":
             return _cohort(args)
         if args.command == "diff":

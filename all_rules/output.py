@@ -110,6 +110,19 @@ class Assessment(_Out):
         """The item with this id, if it applies."""
         return next((item for item in self.recommendations if item.id == rule_id), None)
 
+    def explain(self, rule_id: str, facts: Any, guideline: Any = None) -> Any:
+        """Why ``rule_id`` fired for this assessment, or why not (an ``Explanation``).
+
+        An assessment does not keep the facts it was made from: pass them, and the
+        ``Guideline`` unless it is the shipped one. Refused (``ValueError``) when they do
+        not give this very assessment, so an explanation never describes another one."""
+        from ._guideline import Guideline
+
+        guideline = guideline if guideline is not None else Guideline.default()
+        if guideline.info != self.ruleset or guideline.assess(facts).to_dict() != self.to_dict():
+            raise ValueError("these facts and guideline do not give this assessment")
+        return guideline.explain(facts, rule_id)
+
     def to_dict(self) -> dict[str, Any]:
         """The JSON-ready dictionary of SPEC §2."""
         return self.model_dump(mode="json")

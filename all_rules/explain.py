@@ -1,0 +1,376 @@
+"""Why and why not: the explanation of any rule for one patient (docs/explain.md).
+
+``Guideline.explain(facts, rule_id)`` returns an :class:`Explanation`: for each variant of
+the rule whether it fired, and for every test of its ``when`` tree the fact, the patient's
+value (or unknown), the test with its resolved threshold, and the outcome, ``held``,
+``failed`` or ``unknown``; for a derived-fact test, the rules that could derive it, each
+explained the same way; and the risk group with its features present and undecided.
+
+The explanation comes from a second evaluator of the condition language (``_explain``),
+independent of the rule engine; a differential test holds the two in agreement.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from ._conditions import AllOf, DerivedTest, FactTest, suggest
+from ._explain import (
+    Evaluator,
+    RuleTrace,
+    Trace,
+    Tracer,
+    distance,
+    threshold,
+    unknown_facts,
+)
+from ._factspec import FACTS
+from ._format import literal_text, value_text
+from ._ruleset import Rule
+from ._schema import Concludes
+from .exceptions import AllRulesError
+from .output import RulesetInfo
+
+__all__ = ["ConditionExplanation", "Explanation", "RiskExplanation", "RuleExplanation",
+           "UndecidedFeature", "UnknownRuleError", "explanation_text"]
+
+Outcome = Literal["held", "failed", "unknown"]
+_SYMBOLS = {"eq": "==", "ne": "!=", "gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
+_MARK = {"held": "[held]", "failed": "[failed]", "unknown": "[unknown]"}
+
+
+class UnknownRuleError(AllRulesError, LookupError):
+    """A rule id that is not in the ruleset; the message suggests the nearest one."""
+
+    def __init__(self, rule_id: str, known: Iterable[str]) -> None:
+        self.rule_id = rule_id
+        super().__init__(f"no rule `{rule_id}`{suggest(rule_id, known)}")
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class ConditionExplanation(_Out):
+    """One node of a ``when`` tree, decided for one patient.
+
+    ``node`` is ``all`` or ``any`` (with ``children``), ``fact`` (a test of a patient fact),
+    ``derived`` or ``not_derived`` (a test of what other rules concluded, with
+    ``producers``)."""
+
+    node: Literal["all", "any", "fact", "derived", "not_derived"]
+    outcome: Outcome
+    text: str
+    """The node in words, e.g. ``age_years 34.9 >= 35: failed``."""
+    fact: str | None = None
+    value: Any = None
+    known: bool | None = None
+    test: str | None = None
+    """The test with its threshold resolved, as in evidence (``>= 35``, ``in [B, T]``)."""
+    threshold: Any = None
+    derived: str | None = None
+    """The rule id, or ``kind:<kind>``, a derived-fact test asks about."""
+    undecided: tuple[str, ...] = ()
+    """For a derived-fact test: producers that neither fired nor failed (unknown facts)."""
+    children: tuple[ConditionExplanation, ...] = ()
+    producers: tuple[RuleExplanation, ...] = ()
+
+
+class RuleExplanation(_Out):
+    """One rule (one variant) for one patient."""
+
+    id: str
+    variant: str | None
+    key: str
+    title: str
+    concludes: str
+    fired: bool
+    outcome: Outcome
+    """``held`` exactly when fired; ``unknown``: it could fire if unknown facts were known."""
+    summary: str
+    unknown_facts: tuple[str, ...]
+    """Facts whose knowing could make the rule fire."""
+    condition: ConditionExplanation
+
+
+class UndecidedFeature(_Out):
+    id: str
+    unknown_facts: tuple[str, ...]
+    summary: str
+
+
+class RiskExplanation(_Out):
+    """What decided the risk group: features present, undecided ones, and missing facts."""
+
+    group: str | None
+    group_rule: str | None
+    features: tuple[str, ...]
+    undecided: tuple[UndecidedFeature, ...]
+    missing: tuple[str, ...]
+    summary: str
+
+
+class Explanation(_Out):
+    """Why a rule fired for a patient, or why it did not."""
+
+    patient_id: str | None
+    ruleset: RulesetInfo
+    rule_id: str
+    fired: bool
+    variants: tuple[RuleExplanation, ...]
+    risk: RiskExplanation
+
+    def to_json(self, indent: int | None = 2) -> str:
+        return json.dumps(self.model_dump(mode="json"), indent=indent, ensure_ascii=False)
+
+    def text(self) -> str:
+        return explanation_text(self)
+
+
+# --- building --------------------------------------------------------------------------
+
+
+def _test_text(test: FactTest, resolved: Any) -> str:
+    if test.op == "known":
+        return "known" if test.value else "unknown"
+    if test.op in ("in", "not_in"):
+        items = ", ".join(literal_text(v) for v in test.value)
+        return f"{test.op.replace('_', ' ')} [{items}]"
+    return f"{_SYMBOLS[test.op]} {literal_text(resolved)}"
+
+
+def _need(test: FactTest, resolved: Any) -> str:
+    """What an unknown fact would have to be for its test to hold."""
+    if test.op == "eq":
+        return f"`{test.fact}` were known to be {literal_text(resolved)}"
+    if test.op == "in":
+        return f"`{test.fact}` were known to be one of {', '.join(map(literal_text, resolved))}"
+    if test.op == "not_in":
+        return f"`{test.fact}` were known and none of {', '.join(map(literal_text, resolved))}"
+    return f"`{test.fact}` were known to be {_SYMBOLS[test.op]} {literal_text(resolved)}"
+
+
+class Explainer:
+    """Builds explanations for one guideline (the evaluator is built once)."""
+
+    def __init__(self, evaluator: Evaluator, info: RulesetInfo) -> None:
+        self.evaluator = evaluator
+        self.info = info
+
+    def rule_ids(self) -> list[str]:
+        return list(self.evaluator.by_id)
+
+    def explain(self, values: Mapping[str, Any], patient_id: str | None,
+                rule_id: str) -> Explanation:
+        rules = self.evaluator.by_id.get(rule_id)
+        if not rules and rule_id in self.evaluator.by_key:  # one variant: ``id#variant``
+            rules = [self.evaluator.by_key[rule_id]]
+        if not rules:
+            raise UnknownRuleError(rule_id, [*self.evaluator.by_id, *self.evaluator.by_key])
+        tracer = Tracer(self.evaluator, values)
+        variants = tuple(self.rule(tracer, rule) for rule in rules)
+        return Explanation(patient_id=patient_id, ruleset=self.info, rule_id=rule_id,
+                           fired=any(v.fired for v in variants), variants=variants,
+                           risk=self.risk(tracer))
+
+    def nearest_misses(self, values: Mapping[str, Any], limit: int = 5
+                       ) -> list[RuleExplanation]:
+        """The recommendation rules (output items) that came closest to firing but did not,
+        nearest first; for one id, its nearest variant."""
+        tracer = Tracer(self.evaluator, values)
+        fired_ids = {self.evaluator.by_key[key].spec.id for key in tracer.fired}
+        scored: dict[str, tuple[tuple[int, int, float], RuleTrace]] = {}
+        no_plan = values.get("plan.given") is False
+        for rule in self.evaluator.ruleset.rules:
+            if rule.spec.kind is None or rule.spec.id in fired_ids:
+                continue
+            if no_plan and any(isinstance(leaf, FactTest) and leaf.fact.startswith("plan.")
+                               for branch in rule.branches for leaf in branch):
+                continue  # an audit of a plan nobody gave is not a near miss
+            trace = tracer.rule(rule)
+            score = distance(trace, self.evaluator.parameters, values)
+            current = scored.get(rule.spec.id)
+            if current is None or score < current[0]:
+                scored[rule.spec.id] = (score, trace)
+        ranked = sorted(scored.values(), key=lambda entry: (entry[0], entry[1].rule.key))
+        return [self._rule(tracer, trace) for _, trace in ranked[:limit]]
+
+    def rule(self, tracer: Tracer, rule: Rule) -> RuleExplanation:
+        return self._rule(tracer, tracer.rule(rule))
+
+    def _rule(self, tracer: Tracer, trace: RuleTrace) -> RuleExplanation:
+        spec = trace.rule.spec
+        unknown = unknown_facts(trace) if not trace.fired else ()
+        return RuleExplanation(
+            id=spec.id, variant=spec.variant, key=trace.rule.key, title=spec.title,
+            concludes=spec.concludes.value, fired=trace.fired, outcome=trace.outcome,
+            summary=self._summary(trace), unknown_facts=unknown,
+            condition=self._node(tracer, trace.condition))
+
+    def _summary(self, trace: RuleTrace) -> str:
+        if trace.fired:
+            return "fired"
+        if trace.outcome == "unknown":
+            needs = self._needs(trace)
+            if needs:
+                return "did not fire; would fire if " + " and ".join(needs)
+            return "did not fire; undecided (it depends on unknown facts)"
+        failed: list[str] = []
+        branches = sorted(zip(trace.rule.branches, trace.branches, strict=True),
+                          key=lambda pair: sum(o != "held" for o in pair[1]))
+        if branches:
+            branch, outcomes = branches[0]
+            for leaf, outcome in zip(branch, outcomes, strict=True):
+                if outcome == "failed":
+                    failed.append(_leaf_words(leaf, self.evaluator.parameters))
+        return "did not fire: " + ("; ".join(failed) or "a test failed")
+
+    def _needs(self, trace: RuleTrace) -> list[str]:
+        """The unknown tests of the branch nearest to firing (no failed test, fewest
+        unknowns), as what would have to be known."""
+        candidates = [(sum(o == "unknown" for o in outcomes), branch, outcomes)
+                      for branch, outcomes in zip(trace.rule.branches, trace.branches,
+                                                  strict=True)
+                      if "failed" not in outcomes]
+        if not candidates:
+            return []
+        _, branch, outcomes = min(candidates, key=lambda c: c[0])
+        needs = []
+        for leaf, outcome in zip(branch, outcomes, strict=True):
+            if outcome != "unknown":
+                continue
+            if isinstance(leaf, FactTest):
+                resolved = (tuple(leaf.value) if leaf.op in ("in", "not_in")
+                            else threshold(leaf.value, self.evaluator.parameters))
+                needs.append(_need(leaf, resolved))
+            else:
+                target = leaf.name or f"a {leaf.kind}"
+                needs.append(f"`{target}` were derived (it is undecided)")
+        return needs
+
+    def _node(self, tracer: Tracer, trace: Trace) -> ConditionExplanation:
+        node = trace.node
+        if isinstance(node, FactTest):
+            test = _test_text(node, trace.threshold)
+            shown = value_text(trace.value)
+            text = (f"{node.fact} {shown if shown is not None else 'unknown'} {test}: "
+                    f"{trace.outcome}")
+            if node.op == "known":
+                text = f"{node.fact} is {test} (it is {shown or 'unknown'}): {trace.outcome}"
+            threshold_out = (list(trace.threshold) if isinstance(trace.threshold, tuple)
+                             else trace.threshold)
+            return ConditionExplanation(
+                node="fact", outcome=trace.outcome, text=text, fact=node.fact,
+                value=trace.value, known=trace.value is not None, test=test,
+                threshold=threshold_out)
+        if isinstance(node, DerivedTest):
+            target = node.name if node.name is not None else f"kind:{node.kind}"
+            producers = tuple(self._rule(tracer, p) for p in trace.producers)
+            undecided = tuple(p.key for p in producers if not p.fired and p.outcome == "unknown")
+            verb = "derived" if node.present else "not derived"
+            text = f"{target} {verb}: {trace.outcome}"
+            if undecided:
+                text += f" (undecided: {', '.join(undecided)})"
+            return ConditionExplanation(
+                node="derived" if node.present else "not_derived", outcome=trace.outcome,
+                text=text, derived=target, undecided=undecided, producers=producers)
+        kind: Literal["all", "any"] = "all" if isinstance(node, AllOf) else "any"
+        return ConditionExplanation(
+            node=kind, outcome=trace.outcome, text=f"{kind}: {trace.outcome}",
+            children=tuple(self._node(tracer, child) for child in trace.children))
+
+    def risk(self, tracer: Tracer) -> RiskExplanation:
+        evaluator = self.evaluator
+        group_rule = next((r for r in evaluator.producers_by_kind.get("risk_group", [])
+                           if r.key in tracer.fired), None)
+        features: list[str] = []
+        undecided: list[UndecidedFeature] = []
+        for rule_id, rules in evaluator.producers_by_name.items():
+            if rules[0].spec.concludes is not Concludes.RISK_FEATURE:
+                continue
+            traces = [tracer.rule(rule) for rule in rules]
+            if any(t.fired for t in traces):
+                features.append(rule_id)
+                continue
+            open_ = [t for t in traces if t.outcome == "unknown"]
+            if open_:
+                facts = tuple(dict.fromkeys(f for t in open_ for f in unknown_facts(t)))
+                undecided.append(UndecidedFeature(id=rule_id, unknown_facts=facts,
+                                                  summary=self._summary(open_[0])))
+        missing = [r.spec.fact or r.spec.id
+                   for r in evaluator.producers_by_kind.get("missing_fact", [])
+                   if r.key in tracer.fired]
+        group = group_rule.spec.group.value if group_rule and group_rule.spec.group else None
+        parts = [f"risk group {group or 'not concluded'}"]
+        parts.append(f"features present: {', '.join(features) or 'none'}")
+        if undecided:
+            parts.append("undecided: " + "; ".join(
+                f"{u.id} (needs {', '.join(u.unknown_facts) or 'a derived fact'})"
+                for u in undecided))
+        if missing:
+            parts.append(f"missing: {', '.join(dict.fromkeys(missing))}")
+        return RiskExplanation(group=group, group_rule=group_rule.key if group_rule else None,
+                               features=tuple(features), undecided=tuple(undecided),
+                               missing=tuple(dict.fromkeys(missing)),
+                               summary="; ".join(parts))
+
+
+def _leaf_words(leaf: FactTest | DerivedTest, parameters: Mapping[str, float]) -> str:
+    if isinstance(leaf, DerivedTest):
+        target = leaf.name or f"any {leaf.kind}"
+        return f"{target} {'not ' if leaf.present else ''}derived"
+    resolved = (tuple(leaf.value) if leaf.op in ("in", "not_in")
+                else threshold(leaf.value, parameters))
+    return f"`{leaf.fact}` {_test_text(leaf, resolved)} does not hold"
+
+
+# --- text --------------------------------------------------------------------------------
+
+
+def explanation_text(explanation: Explanation) -> str:
+    """The explanation as indented plain text (``all-rules explain --format text``)."""
+    lines = [f"Rule {explanation.rule_id} for patient {explanation.patient_id or '(no id)'}: "
+             f"{'FIRED' if explanation.fired else 'did not fire'}"]
+    for variant in explanation.variants:
+        lines.append("")
+        lines.extend(rule_lines(variant, 0))
+    lines.append("")
+    lines.append(f"Risk: {explanation.risk.summary}")
+    return "\n".join(lines) + "\n"
+
+
+def rule_lines(rule: RuleExplanation, depth: int) -> list[str]:
+    pad = "  " * depth
+    lines = [f"{pad}{rule.key} — {rule.title}: {rule.summary}"]
+    lines.extend(_condition_lines(rule.condition, depth + 1))
+    return lines
+
+
+def _condition_lines(node: ConditionExplanation, depth: int) -> list[str]:
+    pad = "  " * depth
+    if node.node in ("all", "any"):
+        lines = [f"{pad}{_MARK[node.outcome]} {node.node} of:"]
+        for child in node.children:
+            lines.extend(_condition_lines(child, depth + 1))
+        return lines
+    if node.node == "fact":
+        label = FACTS[node.fact].label if node.fact in FACTS else node.fact
+        shown = value_text(node.value)
+        test = f"is {node.test}" if node.test in ("known", "unknown") else node.test
+        return [f"{pad}{_MARK[node.outcome]} {node.fact} ({label}) = "
+                f"{shown if shown is not None else 'unknown'}; test {test}"]
+    verb = "derived" if node.node == "derived" else "not derived"
+    lines = [f"{pad}{_MARK[node.outcome]} {node.derived} {verb}"]
+    for producer in node.producers:
+        if node.derived and node.derived.startswith("kind:"):
+            lines.append(f"{pad}    - {producer.key}: {producer.summary}")
+        else:
+            lines.extend(rule_lines(producer, depth + 2))
+    return lines
+
+
+ConditionExplanation.model_rebuild()

@@ -13,6 +13,7 @@ from pydantic import ValidationError
 from ._assemble import Assembler, Selection
 from ._conditions import suggest
 from ._engine import Engine
+from ._input import excerpt
 from ._prepare import PreparedFacts, prepare
 from ._ruleset import Rule, Ruleset, load
 from .exceptions import FieldError, InvalidFactsError
@@ -42,7 +43,7 @@ def _field_error(item: Mapping[str, Any]) -> FieldError:
     message = str(item["msg"]).removeprefix("Value error, ")
     # The value is echoed only for one field at fault, never for the whole record.
     if loc and kind != "value_error" and not isinstance(value, dict | list | bytes):
-        message += f" (got {value!r})"
+        message += f" (got {excerpt(value)})"
     return FieldError(path, message)
 
 
@@ -52,9 +53,13 @@ def field_errors(error: ValidationError) -> list[FieldError]:
 
 
 def validate_facts(facts: PatientFacts | Mapping[str, Any]) -> PatientFacts:
-    """Check one patient's facts; raise InvalidFactsError naming every offending field."""
+    """Check one patient's facts; raise InvalidFactsError naming every offending field.
+
+    A ``PatientFacts`` is checked again as well: one built without validation
+    (``model_construct``) or altered after it (``object.__setattr__``) must not reach the
+    engine, whose comparisons are only sound on typed values (docs/engine.md)."""
     if isinstance(facts, PatientFacts):
-        return facts
+        facts = facts.model_dump(warnings=False)
     if not isinstance(facts, Mapping):
         raise InvalidFactsError([FieldError("(facts)", "must be a JSON object / mapping, got "
                                              f"{type(facts).__name__}")])
@@ -97,7 +102,12 @@ class Guideline:
 
     def _evaluate(self, facts: PatientFacts | Mapping[str, Any]) -> tuple[PreparedFacts,
                                                                           Selection]:
-        prepared = prepare(validate_facts(facts))
+        return self._evaluate_checked(validate_facts(facts))
+
+    def _evaluate_checked(self, facts: PatientFacts) -> tuple[PreparedFacts, Selection]:
+        """Evaluate facts this process validated itself a moment ago (the cohort reader
+        builds them with ``model_validate_json``); every public method validates first."""
+        prepared = prepare(facts)
         fired = self.engine.evaluate(prepared.values)
         return prepared, self._assembler.select(fired)
 
@@ -118,6 +128,12 @@ class Guideline:
                                   ) -> tuple[str, Selection]:
         """``assess_json`` and the selection it was written from (for cohort counts)."""
         prepared, selection = self._evaluate(facts)
+        return self._assembler.json(prepared, selection), selection
+
+    def _json_and_selection_checked(self, facts: PatientFacts) -> tuple[str, Selection]:
+        """``assess_json_and_selection`` of facts already validated (see
+        ``_evaluate_checked``)."""
+        prepared, selection = self._evaluate_checked(facts)
         return self._assembler.json(prepared, selection), selection
 
     def assess_ids(self, facts: PatientFacts | Mapping[str, Any]) -> Selection:

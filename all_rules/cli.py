@@ -241,7 +241,8 @@ def _cohort(args: argparse.Namespace) -> int:
     try:
         run = run_cohort(args.input, args.out, input_format=args.input_format,
                          output_format=args.output_format, workers=args.workers, spec=spec,
-                         progress=bar.update if bar is not None else None)
+                         progress=bar.update if bar is not None else None,
+                         also_writes=_cohort_side_outputs(args))
     finally:
         if bar is not None:
             bar.close()
@@ -260,6 +261,12 @@ def _cohort(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return EXIT_ERROR
     return EXIT_OK
+
+
+def _cohort_side_outputs(args: argparse.Namespace) -> list[Path]:
+    """Files a cohort run writes besides its tables; all are checked against the input
+    (``check_outputs``) before anything is written. A new output option joins here."""
+    return [path for path in (args.summary,) if path is not None]
 
 
 class _Progress:

@@ -35,9 +35,12 @@ def _field_error(item: Mapping[str, Any]) -> FieldError:
     path = _field_path(loc)
     kind = item["type"]
     value = item.get("input")
+    if len(path) > 100:  # a field name is the sender's text: echoed within bounds too
+        path = f"{path[:100]}… ({len(path):,} characters)"
     if kind == "extra_forbidden":
         known = Plan.model_fields if loc[:1] == ("plan",) else PatientFacts.model_fields
-        return FieldError(path, f"unknown field{suggest(str(loc[-1]), known)}")
+        name = str(loc[-1])
+        return FieldError(path, f"unknown field{suggest(name, known) if len(name) < 100 else ''}")
     if kind == "missing":
         return FieldError(path, "is required")
     message = str(item["msg"]).removeprefix("Value error, ")

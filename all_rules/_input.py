@@ -37,6 +37,8 @@ def excerpt(value: Any, limit: int = EXCERPT_CHARS) -> str:
     """``repr(value)``, cut to ``limit`` characters (saying how long it was) when longer."""
     if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 200:
         return f"<an integer of {value.bit_length():,} bits>"
+    if isinstance(value, str) and len(value) > limit:
+        return f"{value[:limit]!r}… ({len(value):,} characters)"
     text = repr(value)
     return text if len(text) <= limit else f"{text[:limit]}… ({len(text):,} characters)"
 

@@ -84,7 +84,7 @@ def parse_doses(text: str) -> list[dict[str, Any]]:
             raise ValueError(f"dose {excerpt(entry.strip())} is not `drug dose unit`")
         drug, amount, unit = parts
         try:
-            value = _from_text("float", amount)
+            value = record_value("float", amount)
         except ValueError:
             raise ValueError(f"dose amount {excerpt(amount)} is not a number") from None
         doses.append({"drug": drug, "dose": value, "unit": unit})
@@ -95,7 +95,8 @@ def format_doses(doses: Iterable[Mapping[str, Any]]) -> str:
     return "; ".join(f"{d['drug']} {d['dose']:g} {d['unit']}" for d in doses)
 
 
-def _from_text(kind: str, text: str) -> Any:
+def record_value(kind: str, text: str) -> Any:
+    """A text cell as a value of ``kind`` (float, int, bool, str), strictly."""
     value = text.strip()
     if kind == "float":
         number = float(value) if len(value) <= NUMBER_CHARS and _DECIMAL.fullmatch(value) \
@@ -140,7 +141,7 @@ def record_to_facts(record: Mapping[str, Any]) -> tuple[dict[str, Any], list[Fie
                 value = parse_doses(value) if isinstance(value, str) else list(value)
             elif isinstance(value, str) and kind != "str":
                 # CSV cells, and object columns a data-frame library turned into strings.
-                value = _from_text(kind, value)
+                value = record_value(kind, value)
             elif kind == "int" and isinstance(value, float) and value.is_integer():
                 value = int(value)  # an integer column with gaps arrives as floats
         except ValueError as error:

@@ -20,12 +20,15 @@ from . import __version__
 from ._cohort_io import CohortInputError
 from ._describe import assessment_text, catalogue_markdown, describe_rule
 from ._guideline import Guideline
+from ._input import DEFAULT_LIMIT, LIMIT_VARIABLE, excerpt, printable, read_bounded_json
+from ._records import record_value
 from ._ruleset import check
 from .exceptions import (
     AllRulesError,
     InvalidFactsError,
     RulesetLoadError,
     RulesetValidationError,
+    UnreadableInputError,
 )
 from .facts import PatientFacts
 from .output import Assessment
@@ -40,11 +43,18 @@ class _InputError(Exception):
 def _parameter(text: str) -> tuple[str, float]:
     name, sep, value = text.partition("=")
     if not sep:
-        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
-    try:
-        return name.strip(), float(value)
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {excerpt(text)}")
+    try:  # strictly: plain finite decimals, as in a CSV cell (no nan, inf, 4_0)
+        return name.strip(), float(record_value("float", value))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{name}: not a number: {value!r}") from None
+        raise argparse.ArgumentTypeError(f"{excerpt(name)}: not a finite number: "
+                                         f"{excerpt(value)}") from None
+
+
+def _byte_count(text: str) -> int:
+    if not text.isascii() or not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"not a positive number of bytes: {excerpt(text)}")
+    return int(text)
 
 
 def _add_ruleset_options(parser: argparse.ArgumentParser) -> None:
@@ -67,6 +77,9 @@ def _parser() -> argparse.ArgumentParser:
     assess = commands.add_parser("assess", help="assess one patient (a JSON object)")
     assess.add_argument("input", metavar="PATH|-", help="patient facts as JSON; - for stdin")
     assess.add_argument("--format", choices=("json", "text"), default="json")
+    assess.add_argument("--max-input-bytes", metavar="N", type=_byte_count,
+                        help="refuse input larger than N bytes (default: "
+                             f"${LIMIT_VARIABLE}, else {DEFAULT_LIMIT:,})")
     _add_ruleset_options(assess)
 
     rules = commands.add_parser("rules", help="list, show or check rules")
@@ -131,23 +144,8 @@ def _guideline(args: argparse.Namespace) -> Guideline:
     return Guideline.load(args.rules, parameters=params, overlay=args.overlay)
 
 
-def _read_patient(source: str) -> Any:
-    try:
-        if source == "-":
-            text = sys.stdin.buffer.read().decode("utf-8")
-        else:
-            text = Path(source).read_bytes().decode("utf-8")
-    except FileNotFoundError:
-        raise _InputError(f"{source}: no such file") from None
-    except UnicodeDecodeError as error:
-        raise _InputError(f"{source}: not UTF-8 text (byte {error.start})") from None
-    except OSError as error:
-        raise _InputError(f"{source}: cannot read: {error.strerror}") from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as error:
-        raise _InputError(f"{source}: not valid JSON: {error.msg} at line {error.lineno}, "
-                          f"column {error.colno}") from None
+def _read_patient(source: str, limit: int | None) -> Any:
+    data = read_bounded_json(source, limit)
     if isinstance(data, list):
         raise _InputError(f"{source}: expected one patient (a JSON object), got a list; "
                           "use `all-rules cohort` for many patients")
@@ -155,10 +153,16 @@ def _read_patient(source: str) -> Any:
 
 
 def _assess(args: argparse.Namespace) -> int:
-    data = _read_patient(args.input)
+    data = _read_patient(args.input, args.max_input_bytes)
     guideline = _guideline(args)
     assessment = guideline.assess(data)
-    out = assessment_text(assessment) if args.format == "text" else assessment.to_json() + "\n"
+    if args.format == "text":
+        if assessment.patient_id is not None:  # an id cannot forge a line of the report
+            assessment = assessment.model_copy(
+                update={"patient_id": printable(assessment.patient_id)})
+        out = assessment_text(assessment)
+    else:
+        out = assessment.to_json() + "\n"
     sys.stdout.write(out)
     return EXIT_OK
 
@@ -370,7 +374,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "serve":
             return _serve(args)
         return _schema(args)
-    except (_InputError, CohortInputError) as error:
+    except (_InputError, CohortInputError, UnreadableInputError) as error:
         _fail(str(error), EXIT_INVALID_INPUT)
     except InvalidFactsError as error:
         _fail(str(error), EXIT_INVALID_INPUT)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 import threading
 from collections.abc import Mapping
 from pathlib import Path
@@ -16,7 +17,7 @@ from ._engine import Engine
 from ._input import excerpt
 from ._prepare import PreparedFacts, prepare
 from ._ruleset import Rule, Ruleset, load
-from .exceptions import FieldError, InvalidFactsError
+from .exceptions import FieldError, InvalidFactsError, RulesetLoadError
 from .facts import PatientFacts, Plan
 from .output import Assessment, RulesetInfo, _trusted
 
@@ -99,6 +100,23 @@ class Guideline:
     def close(self) -> None:
         self.engine.close()
 
+    def __copy__(self) -> Guideline:
+        """A new guideline on the same (immutable) ruleset, with an engine of its own:
+        closing either leaves the other working."""
+        return Guideline(self.ruleset)
+
+    def __deepcopy__(self, memo: Any) -> Guideline:
+        return self.__copy__()
+
+    def __reduce__(self) -> Any:
+        """Pickled as its ruleset directory, parameter overrides and digest; unpickled
+        (in a worker process, say) by loading that ruleset once per process, refused if
+        its files changed since. So ``pool.map(guideline.assess_json, patients)`` works
+        with any start method."""
+        ruleset = self.ruleset
+        return _unpickle, (str(ruleset.directory.resolve()), dict(ruleset.overrides),
+                           ruleset.digest)
+
     def rule(self, rule_id: str) -> list[Rule]:
         """The rule (and its variants) with this id."""
         return [rule for rule in self.ruleset.rules if rule.spec.id == rule_id]
@@ -146,6 +164,30 @@ class Guideline:
 
 
 _default_lock = threading.Lock()
+_unpickled: dict[tuple[str, str], Guideline] = {}
+
+
+def _new_lock_after_fork() -> None:
+    global _default_lock
+    _default_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_new_lock_after_fork)
+
+
+def _unpickle(directory: str, overrides: dict[str, float], digest: str) -> Guideline:
+    """The guideline a pickle names: loaded once per process and digest, then reused."""
+    with _default_lock:
+        found = _unpickled.get((directory, digest))
+        if found is None:
+            found = Guideline.load(directory, parameters=overrides)
+            if found.ruleset.digest != digest:
+                found.close()
+                raise RulesetLoadError(directory, None, "the ruleset changed since this "
+                                       f"guideline was pickled ({digest[:19]}…, now "
+                                       f"{found.ruleset.digest[:19]}…)")
+            _unpickled[(directory, digest)] = found
+        return found
 
 
 @functools.cache

@@ -8,14 +8,15 @@ interrupted run (Ctrl-C) leaves a valid file truncated after the last complete c
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import functools
 import io
 import itertools
 import os
-import signal
 import sys
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from multiprocessing import get_context
@@ -24,6 +25,7 @@ from typing import Any
 
 import attrs
 
+from ._cohort_guard import RunLock, guard_worker, remove_abandoned
 from ._cohort_read import (
     CHUNK_ROWS,
     FORMATS,
@@ -237,7 +239,7 @@ def assess_chunk(chunk: Chunk, tables: bool, guideline: Guideline | None = None,
 
 def _init_worker(spec: GuidelineSpec, spool: str | None) -> None:
     global _worker_guideline, _worker_spool
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    guard_worker()  # signals are the parent's to handle; exit if the parent dies
     _worker_guideline = spec.load()
     _worker_spool = _Spool(spool) if spool is not None else None
 
@@ -250,8 +252,6 @@ class _Writer:
         self.fmt = fmt
         paths = output_paths(out, fmt)
         self.targets, self.temps = paths[:len(paths) // 2], paths[len(paths) // 2:]
-        for temp in self.temps:  # a stale temporary, or a link planted in its place
-            temp.unlink(missing_ok=True)
         self.spool_prefix = spool_prefix(out)
         self._spools: dict[str, int] = {}
         self._files: list[Any] = []
@@ -334,25 +334,38 @@ class _Writer:
         Path(path).unlink(missing_ok=True)
 
     def close(self, keep: bool) -> list[Path]:
+        """Keep the output (cut back to the last whole chunk) or remove it; spools go
+        either way. Removing never fails half-way: after a full disk or a file-size limit,
+        flushing fails again, and the temporaries must go all the same."""
+        if not keep:
+            self._discard()
+            return []
         for path in list(self._spools):
             self._drop_spool(path)
-        prefix = Path(self.spool_prefix)
-        for leftover in prefix.parent.iterdir():  # not glob: the name may hold [ ] * ?
-            if leftover.name.startswith(prefix.name):
-                leftover.unlink(missing_ok=True)  # a dead worker's, or one never copied from
+        remove_abandoned(self.spool_prefix, [])  # a dead worker's, or one never copied from
         for handle, complete in zip(self._files, self._complete, strict=True):
             handle.flush()
             os.ftruncate(handle.fileno(), complete)
             handle.close()
         for writer in self._parquet:
             writer.close()
-        if not keep:
-            for temp in self.temps:
-                temp.unlink(missing_ok=True)
-            return []
         for temp, target in zip(self.temps, self.targets, strict=True):
             os.replace(temp, target)
         return self.targets
+
+
+    def _discard(self) -> None:
+        steps: list[Callable[[], Any]] = [lambda: remove_abandoned(self.spool_prefix, [])]
+        steps += [functools.partial(self._drop_spool, path) for path in self._spools]
+        steps += [functools.partial(os.close, h.fileno()) for h in self._files]
+        steps += [w.close for w in self._parquet]
+        steps += [functools.partial(t.unlink, missing_ok=True) for t in self.temps]
+        for step in steps:
+            with contextlib.suppress(Exception):
+                step()
+        for handle in self._files:  # already closed by fd: nothing left to flush
+            with contextlib.suppress(Exception):
+                handle.close()
 
 
 def _write_all(fd: int, data: bytes) -> int:
@@ -377,7 +390,7 @@ class CohortRun:
 
 def _results(chunks: Iterator[Chunk], tables: bool, workers: int,
              spec: GuidelineSpec, evaluate: bool,
-             spool: str | None = None) -> Iterator[ChunkResult]:
+             spool: str | None = None) -> Generator[ChunkResult, None, None]:
     if workers <= 1:
         guideline = spec.load()
         for chunk in chunks:
@@ -431,23 +444,34 @@ def run_cohort(source: Path, out: Path, *, input_format: str | None = None,
         yield first
         yield from chunks
 
-    writer = _Writer(out, out_fmt)
-    interrupted = False
+    lock = RunLock(out)
+    lock.acquire()
     try:
+        paths = output_paths(out, out_fmt)
+        remove_abandoned(spool_prefix(out), paths[len(paths) // 2:])  # provably: we hold the lock
+        writer = _Writer(out, out_fmt)
+        interrupted = False
         tables = out_fmt != "jsonl"
-        spool = None if tables else writer.spool_prefix
-        for result in _results(all_chunks(), tables, workers, spec, evaluate, spool):
-            writer.write(result)
-            writer.commit()
-            summary.merge(result.summary)
-            if progress is not None:
-                progress(result.summary.patients)
-    except KeyboardInterrupt:
-        interrupted = True
-    except BaseException:
-        writer.close(keep=False)
-        raise
-    outputs = writer.close(keep=True)
+        results = _results(all_chunks(), tables, workers, spec, evaluate,
+                           None if tables else writer.spool_prefix)
+        try:
+            try:
+                for result in results:
+                    writer.write(result)
+                    writer.commit()
+                    summary.merge(result.summary)
+                    if progress is not None:
+                        progress(result.summary.patients)
+            finally:
+                results.close()  # the workers are stopped before their spools are removed
+        except KeyboardInterrupt:  # Ctrl-C, or SIGTERM/SIGHUP as the CLI maps them
+            interrupted = True
+        except BaseException:
+            writer.close(keep=False)
+            raise
+        outputs = writer.close(keep=True)
+    finally:
+        lock.release()
     return CohortRun(summary, outputs, interrupted)
 
 

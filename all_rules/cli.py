@@ -10,6 +10,7 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import sys
 import time
 from collections.abc import Sequence
@@ -242,16 +243,20 @@ def _cohort(args: argparse.Namespace) -> int:
     if stderr_is_terminal():
         in_fmt = format_of(args.input, args.input_format)
         bar = _Progress(count_rows(args.input, in_fmt) if args.input.is_file() else None)
+    stopped_by: list[int] = []
+    previous = _stop_on_signals(stopped_by)
     try:
         run = run_cohort(args.input, args.out, input_format=args.input_format,
                          output_format=args.output_format, workers=args.workers, spec=spec,
                          progress=bar.update if bar is not None else None,
                          also_writes=_cohort_side_outputs(args))
     finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
         if bar is not None:
             bar.close()
     if args.summary is not None:
-        args.summary.write_text(run.summary.to_json() + "\n", encoding="utf-8")
+        _write_whole(args.summary, run.summary.to_json() + "\n")
     if not args.quiet:
         sys.stdout.write(run.summary.table())
     for path in run.outputs:
@@ -259,7 +264,7 @@ def _cohort(args: argparse.Namespace) -> int:
     if run.interrupted:
         print(f"all-rules: interrupted; output holds the first {run.summary.patients:,} rows",
               file=sys.stderr)
-        return 130
+        return 128 + (stopped_by[0] if stopped_by else signal.SIGINT)
     if run.summary.engine_errors:
         print(f"all-rules: {run.summary.engine_errors} row(s) failed in the engine",
               file=sys.stderr)
@@ -267,10 +272,41 @@ def _cohort(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _stop_on_signals(stopped_by: list[int]) -> dict[int, Any]:
+    """SIGTERM and SIGHUP stop a cohort run as Ctrl-C does (whole chunks kept, workers
+    stopped, spools removed; exit 128 + the signal). (Python ignores SIGXFSZ from the start,
+    so a file-size limit is an OSError: exit 1, nothing partial.) Returns the handlers to
+    restore."""
+
+    def stop(signum: int, _: Any) -> None:
+        if not stopped_by:
+            stopped_by.append(signum)
+            raise KeyboardInterrupt
+
+    previous: dict[int, Any] = {signum: signal.signal(signum, stop)
+                                for signum in (signal.SIGTERM, signal.SIGHUP)}
+    return previous
+
+
+def _write_whole(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` whole or not at all (a full disk leaves no partial file)."""
+    temp = _temporary(path)
+    temp.unlink(missing_ok=True)
+    try:
+        temp.write_text(text, encoding="utf-8")
+        os.replace(temp, path)
+    finally:
+        temp.unlink(missing_ok=True)
+
+
 def _cohort_side_outputs(args: argparse.Namespace) -> list[Path]:
     """Files a cohort run writes besides its tables; all are checked against the input
     (``check_outputs``) before anything is written. A new output option joins here."""
-    return [path for path in (args.summary,) if path is not None]
+    return [p for path in (args.summary,) if path is not None for p in (path, _temporary(path))]
+
+
+def _temporary(path: Path) -> Path:
+    return path.with_name(f".{path.name}.partial")
 
 
 class _Progress:

@@ -88,6 +88,19 @@ def test_a_planted_partial_link_cannot_reach_the_input(cohort: Path) -> None:
     assert cohort.read_bytes() == before
 
 
+def test_a_planted_partial_link_is_replaced_not_written_through(cohort: Path) -> None:
+    """A `.out.partial` left as a link to some other file (a dead run's, or planted) is
+    removed before the run writes: the other file is untouched and the output is a file."""
+    victim = cohort.parent / "victim.txt"
+    victim.write_text("keep me", encoding="utf-8")
+    (cohort.parent / ".out.jsonl.partial").symlink_to(victim)
+    out = cohort.parent / "out.jsonl"
+    run_cohort(cohort, out)
+    assert victim.read_text(encoding="utf-8") == "keep me"
+    assert not out.is_symlink()
+    assert len(_jsonl(out)) == 20
+
+
 def test_out_naming_a_directory_exits_2_and_leaves_nothing(
         capsys: pytest.CaptureFixture[str], cohort: Path) -> None:
     """`--out DIR` exits 2 with a message; no `.partial` file is left."""

@@ -250,6 +250,9 @@ def _cohort(args: argparse.Namespace) -> int:
                          output_format=args.output_format, workers=args.workers, spec=spec,
                          progress=bar.update if bar is not None else None,
                          also_writes=_cohort_side_outputs(args))
+    except KeyboardInterrupt:  # before the output was opened: there is nothing to keep
+        print("all-rules: interrupted before any output was written", file=sys.stderr)
+        return 128 + (stopped_by[0] if stopped_by else signal.SIGINT)
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)

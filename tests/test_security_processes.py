@@ -12,6 +12,7 @@ import pickle
 import shutil
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -96,14 +97,14 @@ def test_assess_json_in_a_multiprocessing_pool(guideline: Guideline, method: str
     assert results == _expected(guideline)
 
 
-def _fork_and_assess(guideline: Guideline, expected: str) -> int:
-    """Fork; the child assesses one patient and exits 0 if the answer is right. Returns
-    the child's exit status, or -1 if it did not finish within 20 s (a deadlock)."""
+def _fork_and_check(check: Callable[[], bool]) -> int:
+    """Fork; the child exits 0 if ``check()`` holds. Returns the child's exit status, or -1
+    if it did not finish within 20 s (a deadlock)."""
     pid = os.fork()
     if pid == 0:  # pragma: no cover - runs in the child
         code = 1
         try:
-            code = 0 if guideline.assess_json(PATIENTS[0]) == expected else 3
+            code = 0 if check() else 3
         finally:
             os._exit(code)
     deadline = time.monotonic() + 20
@@ -136,7 +137,8 @@ def test_fork_while_another_thread_evaluates(fresh_guideline: Guideline) -> None
     worker.start()
     try:
         time.sleep(0.05)
-        statuses = [_fork_and_assess(fresh_guideline, expected) for _ in range(15)]
+        statuses = [_fork_and_check(lambda: fresh_guideline.assess_json(PATIENTS[0]) == expected)
+                    for _ in range(15)]
     finally:
         stop.set()
         worker.join()
@@ -158,3 +160,15 @@ def test_a_closed_guideline_forked_stays_closed(fresh_guideline: Guideline) -> N
             os._exit(2)
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
+
+
+def test_fork_while_the_default_guideline_lock_is_held(guideline: Guideline) -> None:
+    """A fork while some thread holds the lock guarding the shared default guideline: the
+    child gets a new lock and assesses, instead of waiting forever."""
+    from all_rules import _guideline
+
+    expected = guideline.assess_json(PATIENTS[0])
+    with _guideline._default_lock:
+        status = _fork_and_check(
+            lambda: Guideline.default().assess_json(PATIENTS[0]) == expected)
+    assert status == 0

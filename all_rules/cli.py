@@ -398,6 +398,18 @@ def _fail(message: str, code: int) -> NoReturn:
     raise SystemExit(code)
 
 
+def _ruleset_exit(args: argparse.Namespace,
+                  error: RulesetValidationError | RulesetLoadError) -> int:
+    """2 when only the overlay given with --overlay is at fault (input to this command, like
+    --param); 1 for a broken ruleset. `rules check` reports issues with 1 in any case."""
+    overlay = getattr(args, "overlay", None)
+    if overlay is None or args.command == "rules":
+        return EXIT_ERROR
+    files = ({issue.file for issue in error.issues} if isinstance(error, RulesetValidationError)
+             else {error.file})
+    return EXIT_INVALID_INPUT if files == {str(overlay)} else EXIT_ERROR
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``all-rules`` console script."""
     args = _parser().parse_args(argv)
@@ -418,7 +430,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except InvalidFactsError as error:
         _fail(str(error), EXIT_INVALID_INPUT)
     except (RulesetValidationError, RulesetLoadError) as error:
-        _fail(str(error), EXIT_ERROR)
+        _fail(str(error), _ruleset_exit(args, error))
     except AllRulesError as error:
         _fail(str(error), EXIT_ERROR)
     except BrokenPipeError:

@@ -122,3 +122,22 @@ def test_rules_check_exits_1_on_a_non_finite_overlay(
     out = capsys.readouterr().out
     assert code == 1
     assert "`wbc_limit` takes a finite number" in out
+
+
+def test_a_non_finite_overlay_given_to_assess_exits_2(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """An overlay passed to `assess` is input to the command: NaN in it exits 2 naming the
+    parameter (a broken ruleset directory still exits 1)."""
+    patient = tmp_path / "patient.json"
+    patient.write_text('{"age_years": 40}', encoding="utf-8")
+    overlay = tmp_path / "overlay.yaml"
+    overlay.write_text("parameters:\n  adult_b_wbc_10e9_per_l: .nan\n", encoding="utf-8")
+    with pytest.raises(SystemExit) as caught:
+        main(["assess", str(patient), "--overlay", str(overlay)])
+    assert caught.value.code == 2
+    assert "`adult_b_wbc_10e9_per_l` takes a finite number" in capsys.readouterr().err
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    with pytest.raises(SystemExit) as caught:
+        main(["assess", str(patient), "--rules", str(broken), "--overlay", str(overlay)])
+    assert caught.value.code == 1

@@ -15,12 +15,15 @@ within ``WATCH_SECONDS``.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import signal
+import sys
 import threading
 import time
 from pathlib import Path
+
+if sys.platform != "win32":
+    import fcntl
 
 from ._cohort_read import CohortInputError
 
@@ -36,6 +39,8 @@ class RunLock:
         self.fd = -1
 
     def acquire(self) -> None:
+        if sys.platform == "win32":  # pragma: no cover - no flock: leftovers stay until the end
+            return
         while True:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
             try:
@@ -82,6 +87,7 @@ def _watch(parent: int) -> None:
 def guard_worker() -> None:
     """In a worker process: signals are the parent's; exit when the parent dies."""
     for name in ("SIGINT", "SIGTERM", "SIGHUP"):
-        signal.signal(getattr(signal, name), signal.SIG_IGN)
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), signal.SIG_IGN)
     threading.Thread(target=_watch, args=(os.getppid(),), daemon=True,
                      name="all-rules-parent-watch").start()

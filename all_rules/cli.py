@@ -286,8 +286,9 @@ def _stop_on_signals(stopped_by: list[int]) -> dict[int, Any]:
             stopped_by.append(signum)
             raise KeyboardInterrupt
 
+    hangup = getattr(signal, "SIGHUP", None)  # not on Windows
     previous: dict[int, Any] = {signum: signal.signal(signum, stop)
-                                for signum in (signal.SIGTERM, signal.SIGHUP)}
+                                for signum in (signal.SIGTERM, hangup) if signum is not None}
     return previous
 
 

@@ -8,16 +8,15 @@ interrupted run (Ctrl-C) leaves a valid file truncated after the last complete c
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import functools
 import io
 import itertools
-import json
 import os
-import signal
 import sys
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from multiprocessing import get_context
@@ -25,10 +24,20 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import attrs
-from pydantic import ValidationError
 
-from ._guideline import Guideline, field_errors, validate_facts
-from ._records import record_to_facts, unknown_columns
+from ._cohort_guard import RunLock, guard_worker, remove_abandoned
+from ._cohort_read import (
+    CHUNK_ROWS,
+    FORMATS,
+    Chunk,
+    CohortInputError,
+    count_rows,
+    facts_of,
+    format_of,
+    read_chunks,
+)
+from ._cohort_read import pyarrow_module as _pyarrow
+from ._guideline import Guideline, validate_facts
 from .cohort import (
     PATIENT_COLUMNS,
     RECOMMENDATION_COLUMNS,
@@ -37,40 +46,54 @@ from .cohort import (
     assess_row,
     table_rows,
 )
-from .exceptions import AllRulesError, EvaluationError, FieldError, InvalidFactsError
+from .exceptions import EvaluationError, FieldError, InvalidFactsError
 from .facts import PatientFacts
 
-FORMATS = ("csv", "jsonl", "parquet")
-_EXTENSIONS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl",
-               ".parquet": "parquet", ".pq": "parquet"}
-CHUNK_ROWS = 1000
+__all__ = ["CHUNK_ROWS", "FORMATS", "Chunk", "CohortInputError", "CohortRun", "GuidelineSpec",
+           "check_outputs", "count_rows", "format_of", "map_chunks", "output_paths",
+           "read_chunks", "run_cohort"]
 _R = TypeVar("_R")
 
 
+def output_paths(out: Path, fmt: str) -> list[Path]:
+    """Every file a run writing ``out`` as ``fmt`` creates: its tables, then their
+    temporaries (``.<name>.partial`` beside each)."""
+    if fmt == "jsonl":
+        targets = [out]
+    else:
+        stem = out.with_suffix("")
+        targets = [Path(f"{stem}.patients.{fmt}"), Path(f"{stem}.recommendations.{fmt}")]
+    return targets + [t.with_name(f".{t.name}.partial") for t in targets]
 
-class CohortInputError(AllRulesError):
-    """The cohort input cannot be read at all (exit 2); bad rows are not this."""
 
-
-def _pyarrow() -> Any:
+def _identity(path: Path) -> tuple[int, int] | None:
     try:
-        import pyarrow
-        import pyarrow.parquet
-    except ImportError:
-        raise CohortInputError("Parquet needs pyarrow: pip install 'all-rules[cohort]'") from None
-    return pyarrow
+        status = path.stat()  # follows symbolic links
+    except OSError:
+        return None
+    return status.st_dev, status.st_ino
 
 
-def format_of(path: Path, given: str | None) -> str:
-    if given is not None:
-        return given
-    fmt = _EXTENSIONS.get(path.suffix.lower())
-    if fmt is None:
-        raise CohortInputError(f"{path}: cannot tell the format from the extension "
-                               f"{path.suffix!r}; use .csv, .jsonl or .parquet, or give "
-                               "--input-format / --output-format")
-    return fmt
+def check_outputs(input_path: Path, outputs: Iterable[Path]) -> None:
+    """Refuse a run before anything is written (CohortInputError, exit 2) when an output
+    would overwrite the input — the same file by name, symbolic link or hard link — is a
+    directory, or is the same file as another output.
 
+    Every command that reads a cohort and writes files checks all its outputs here in one
+    call (``output_paths`` of the main output, plus ``--summary`` and any other file)."""
+    source = _identity(input_path)
+    seen: dict[object, Path] = {}
+    for path in outputs:
+        if path.is_dir():
+            raise CohortInputError(f"{path}: is a directory; give a file name")
+        identity = _identity(path)
+        if identity is not None and identity == source:
+            raise CohortInputError(f"{path}: is the input file {input_path} (by name or "
+                                   "link); writing it would destroy the input")
+        key = identity or path.resolve()
+        if key in seen:
+            raise CohortInputError(f"{path}: is the same file as the output {seen[key]}")
+        seen[key] = path
 
 @attrs.frozen
 class GuidelineSpec:
@@ -87,118 +110,11 @@ class GuidelineSpec:
                               overlay=self.overlay)
 
 
-# --- reading -------------------------------------------------------------------------------
-
-Chunk = tuple[int, str, list[Any]]
-"""(first row number, input format, raw items)."""
-
-
-def _chunks(items: Iterator[Any], fmt: str, size: int) -> Iterator[Chunk]:
-    row, batch = 1, []
-    for item in items:
-        batch.append(item)
-        if len(batch) == size:
-            yield row, fmt, batch
-            row, batch = row + len(batch), []
-    if batch:
-        yield row, fmt, batch
-
-
-def _jsonl_lines(path: Path) -> Iterator[bytes]:
-    with path.open("rb") as handle:
-        seen = False
-        for line in handle:
-            seen = True
-            if line.strip():
-                yield line
-        if not seen:
-            raise CohortInputError(f"{path}: the file is empty")
-
-
-def _csv_rows(path: Path) -> Iterator[dict[str, str]]:
-    with path.open("r", encoding="utf-8", errors="surrogateescape", newline="") as handle:
-        reader = csv.reader(handle)
-        header = next(reader, None)
-        if header is None:
-            raise CohortInputError(f"{path}: the file is empty (no header row)")
-        problems = unknown_columns(header)
-        duplicated = sorted({name for name in header if header.count(name) > 1})
-        problems += [f"duplicate column {name!r}" for name in duplicated]
-        if problems:
-            raise CohortInputError(f"{path}: " + "; ".join(problems))
-        for cells in reader:
-            if not cells:
-                continue
-            if len(cells) != len(header):
-                yield {"\0cells": f"has {len(cells)} cells, the header has {len(header)}"}
-                continue
-            yield dict(zip(header, cells, strict=True))
-
-
-def _parquet_rows(path: Path) -> Iterator[dict[str, Any]]:
-    pq = _pyarrow().parquet
-    try:
-        parquet = pq.ParquetFile(path)
-    except Exception as error:
-        raise CohortInputError(f"{path}: not a readable Parquet file ({error})") from None
-    problems = unknown_columns(parquet.schema_arrow.names)
-    if problems:
-        raise CohortInputError(f"{path}: " + "; ".join(problems))
-    try:
-        for batch in parquet.iter_batches(batch_size=CHUNK_ROWS):
-            yield from batch.to_pylist()
-    except Exception as error:
-        raise CohortInputError(f"{path}: Parquet data is damaged ({error})") from None
-
-
-def read_chunks(path: Path, fmt: str, size: int = CHUNK_ROWS) -> Iterator[Chunk]:
-    """The input as chunks of raw rows; raises CohortInputError if it cannot be read."""
-    if not path.is_file():
-        raise CohortInputError(f"{path}: no such file")
-    readers: dict[str, Callable[[Path], Iterator[Any]]] = {
-        "jsonl": _jsonl_lines, "csv": _csv_rows, "parquet": _parquet_rows}
-    return _chunks(readers[fmt](path), fmt, size)
-
-
-def count_rows(path: Path, fmt: str) -> int | None:
-    """Rows in the input, for the progress bar (None when it would cost a second read)."""
-    if fmt == "parquet":
-        import pyarrow.parquet as pq
-
-        try:
-            return int(pq.ParquetFile(path).metadata.num_rows)
-        except Exception:
-            return None
-    with path.open("rb") as handle:
-        lines = sum(block.count(b"\n") for block in iter(lambda: handle.read(1 << 20), b""))
-    return max(0, lines - (1 if fmt == "csv" else 0))
-
-
 # --- assessing a chunk (in any process) ----------------------------------------------------
 
 _worker_guideline: Guideline | None = None
 _worker_spool: _Spool | None = None
 _spool_numbers = itertools.count(1)
-
-
-def _facts_of(fmt: str, item: Any) -> tuple[Any, list[FieldError]]:
-    if fmt == "jsonl":
-        try:
-            return PatientFacts.model_validate_json(item), []
-        except ValidationError as error:
-            try:
-                data = json.loads(item)
-            except ValueError:
-                data = {}
-            pid = data.get("patient_id") if isinstance(data, dict) else None
-            return {"patient_id": pid}, field_errors(error)
-    if "\0cells" in item:
-        return {}, [FieldError("(row)", item["\0cells"])]
-    if fmt == "csv":
-        for name, value in item.items():
-            if any("\udc80" <= ch <= "\udcff" for ch in value):
-                return {}, [FieldError(name, "not UTF-8 text")]
-    return record_to_facts(item)
 
 
 @attrs.frozen
@@ -276,7 +192,7 @@ def assess_chunk(chunk: Chunk, tables: bool, guideline: Guideline | None = None,
     recommendations: list[tuple[Any, ...]] = []
     for offset, item in enumerate(items):
         row = first_row + offset
-        facts, errors = _facts_of(fmt, item)
+        facts, errors = facts_of(fmt, item)
         if not evaluate:
             if not errors and not isinstance(facts, PatientFacts):
                 try:
@@ -294,7 +210,7 @@ def assess_chunk(chunk: Chunk, tables: bool, guideline: Guideline | None = None,
             # The fast path: JSON written straight from the selection (held byte-identical
             # to the models' JSON by tests/test_properties.py).
             try:
-                text, selection = guideline.assess_json_and_selection(facts)
+                text, selection = guideline._json_and_selection_checked(facts)
             except EvaluationError as error:
                 engine_error = RowError.of(row, facts.patient_id, "engine",
                                            [FieldError("(engine)", str(error))])
@@ -324,7 +240,7 @@ def assess_chunk(chunk: Chunk, tables: bool, guideline: Guideline | None = None,
 
 def _init_worker(spec: GuidelineSpec, spool: str | None) -> None:
     global _worker_guideline, _worker_spool
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    guard_worker()  # signals are the parent's to handle; exit if the parent dies
     _worker_guideline = spec.load()
     _worker_spool = _Spool(spool) if spool is not None else None
 
@@ -335,13 +251,8 @@ def _init_worker(spec: GuidelineSpec, spool: str | None) -> None:
 class _Writer:
     def __init__(self, out: Path, fmt: str) -> None:
         self.fmt = fmt
-        if fmt == "jsonl":
-            self.targets = [out]
-        else:
-            stem = out.with_suffix("")
-            self.targets = [Path(f"{stem}.patients.{fmt}"),
-                            Path(f"{stem}.recommendations.{fmt}")]
-        self.temps = [t.with_name(f".{t.name}.partial") for t in self.targets]
+        paths = output_paths(out, fmt)
+        self.targets, self.temps = paths[:len(paths) // 2], paths[len(paths) // 2:]
         self.spool_prefix = spool_prefix(out)
         self._spools: dict[str, int] = {}
         self._files: list[Any] = []
@@ -424,25 +335,38 @@ class _Writer:
         Path(path).unlink(missing_ok=True)
 
     def close(self, keep: bool) -> list[Path]:
+        """Keep the output (cut back to the last whole chunk) or remove it; spools go
+        either way. Removing never fails half-way: after a full disk or a file-size limit,
+        flushing fails again, and the temporaries must go all the same."""
+        if not keep:
+            self._discard()
+            return []
         for path in list(self._spools):
             self._drop_spool(path)
-        prefix = Path(self.spool_prefix)
-        for leftover in prefix.parent.iterdir():  # not glob: the name may hold [ ] * ?
-            if leftover.name.startswith(prefix.name):
-                leftover.unlink(missing_ok=True)  # a dead worker's, or one never copied from
+        remove_abandoned(self.spool_prefix, [])  # a dead worker's, or one never copied from
         for handle, complete in zip(self._files, self._complete, strict=True):
             handle.flush()
             os.ftruncate(handle.fileno(), complete)
             handle.close()
         for writer in self._parquet:
             writer.close()
-        if not keep:
-            for temp in self.temps:
-                temp.unlink(missing_ok=True)
-            return []
         for temp, target in zip(self.temps, self.targets, strict=True):
             os.replace(temp, target)
         return self.targets
+
+
+    def _discard(self) -> None:
+        steps: list[Callable[[], Any]] = [lambda: remove_abandoned(self.spool_prefix, [])]
+        steps += [functools.partial(self._drop_spool, path) for path in self._spools]
+        steps += [functools.partial(os.close, h.fileno()) for h in self._files]
+        steps += [w.close for w in self._parquet]
+        steps += [functools.partial(t.unlink, missing_ok=True) for t in self.temps]
+        for step in steps:
+            with contextlib.suppress(Exception):
+                step()
+        for handle in self._files:  # already closed by fd: nothing left to flush
+            with contextlib.suppress(Exception):
+                handle.close()
 
 
 def _write_all(fd: int, data: bytes) -> int:
@@ -467,7 +391,7 @@ class CohortRun:
 
 def _results(chunks: Iterator[Chunk], tables: bool, workers: int,
              spec: GuidelineSpec, evaluate: bool,
-             spool: str | None = None) -> Iterator[ChunkResult]:
+             spool: str | None = None) -> Generator[ChunkResult, None, None]:
     if workers <= 1:
         guideline = spec.load()
         for chunk in chunks:
@@ -506,14 +430,17 @@ def run_cohort(source: Path, out: Path, *, input_format: str | None = None,
                output_format: str | None = None, workers: int = 1,
                spec: GuidelineSpec | None = None,
                progress: Callable[[int], None] | None = None,
-               evaluate: bool = True) -> CohortRun:
+               evaluate: bool = True, also_writes: Iterable[Path] = ()) -> CohortRun:
     """Assess every row of ``source`` into ``out``; see the module docstring.
 
+    ``also_writes``: other files the caller writes from this run (a summary), checked with
+    the outputs by ``check_outputs`` before anything is written.
     ``evaluate=False`` reads, validates and writes the facts back without evaluating them:
     the I/O floor that tests/benchmarks/bench_cohort.py compares with."""
     spec = spec or GuidelineSpec()
     in_fmt = format_of(source, input_format)
     out_fmt = format_of(out, output_format)
+    check_outputs(source, [*output_paths(out, out_fmt), *also_writes])
     guideline = spec.load()
     summary = CohortSummary.for_guideline(guideline)
     chunks = read_chunks(source, in_fmt)
@@ -526,23 +453,34 @@ def run_cohort(source: Path, out: Path, *, input_format: str | None = None,
         yield first
         yield from chunks
 
-    writer = _Writer(out, out_fmt)
-    interrupted = False
+    lock = RunLock(out)
+    lock.acquire()
     try:
+        paths = output_paths(out, out_fmt)
+        remove_abandoned(spool_prefix(out), paths[len(paths) // 2:])  # provably: we hold the lock
+        writer = _Writer(out, out_fmt)
+        interrupted = False
         tables = out_fmt != "jsonl"
-        spool = None if tables else writer.spool_prefix
-        for result in _results(all_chunks(), tables, workers, spec, evaluate, spool):
-            writer.write(result)
-            writer.commit()
-            summary.merge(result.summary)
-            if progress is not None:
-                progress(result.summary.patients)
-    except KeyboardInterrupt:
-        interrupted = True
-    except BaseException:
-        writer.close(keep=False)
-        raise
-    outputs = writer.close(keep=True)
+        results = _results(all_chunks(), tables, workers, spec, evaluate,
+                           None if tables else writer.spool_prefix)
+        try:
+            try:
+                for result in results:
+                    writer.write(result)
+                    writer.commit()
+                    summary.merge(result.summary)
+                    if progress is not None:
+                        progress(result.summary.patients)
+            finally:
+                results.close()  # the workers are stopped before their spools are removed
+        except KeyboardInterrupt:  # Ctrl-C, or SIGTERM/SIGHUP as the CLI maps them
+            interrupted = True
+        except BaseException:
+            writer.close(keep=False)
+            raise
+        outputs = writer.close(keep=True)
+    finally:
+        lock.release()
     return CohortRun(summary, outputs, interrupted)
 
 

@@ -80,7 +80,8 @@ def output_paths(args: argparse.Namespace) -> list[Path]:
 
 
 def run(args: argparse.Namespace, usable_cores: int, progress_bar: Any) -> int:
-    from ._cohort_io import count_rows, format_of, stderr_is_terminal
+    from ._cohort_io import check_outputs, count_rows, format_of, stderr_is_terminal
+    from ._cohort_io import output_paths as cohort_output_paths
     from ._diff_format import summary_markdown, summary_table
     from ._diff_io import check_output_name, run_diff
 
@@ -93,8 +94,9 @@ def run(args: argparse.Namespace, usable_cores: int, progress_bar: Any) -> int:
     old = _spec(args.from_rules, args.from_overlay, [*args.param, *args.from_param])
     new = _spec(args.to_rules, args.to_overlay, [*args.param, *args.to_param])
     check_output_name(args.out)
-    # File safety: the cohort's check of every output path against the input goes here,
-    # before anything is read or written, on output_paths(args).
+    # File safety as for cohort: no output may be the input (by name or link), a directory,
+    # or another output; checked before anything is read or written.
+    check_outputs(args.input, [*cohort_output_paths(args.out, "jsonl"), *output_paths(args)[1:]])
     bar = None
     if stderr_is_terminal():
         in_fmt = format_of(args.input, args.input_format)

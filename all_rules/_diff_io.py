@@ -10,17 +10,16 @@ from pathlib import Path
 import attrs
 
 from ._cohort_io import (
-    _EXTENSIONS,
     Chunk,
     ChunkResult,
     CohortInputError,
     GuidelineSpec,
-    _facts_of,
     _Writer,
     format_of,
     map_chunks,
     read_chunks,
 )
+from ._cohort_read import _EXTENSIONS, facts_of
 from ._guideline import Guideline
 from .cohort import CohortSummary
 from .diff import DiffSummary, compare_row
@@ -51,7 +50,7 @@ def diff_chunk(chunk: Chunk, pair: tuple[Guideline, Guideline] | None = None) ->
     summary = DiffSummary()
     lines: list[str] = []
     for offset, item in enumerate(items):
-        facts, errors = _facts_of(fmt, item)
+        facts, errors = facts_of(fmt, item)
         record = compare_row(old, new, first_row + offset, facts, errors)
         if record is None:
             summary.add_unchanged()

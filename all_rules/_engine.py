@@ -18,7 +18,11 @@ avoids every hazard of ``durable.engine.Host`` measured in DURABLE_NOTES.md:
   engine's fact, and an absent field satisfies no comparison;
 * every pattern carries a discriminator (``t``), so a test of absence cannot loop;
 * derived facts are asserted by stage; a negated derived fact is tested only when a stage
-  fact arrives after all its producers have fired, so negation sees the final picture.
+  fact arrives after all its producers have fired, so negation sees the final picture;
+* after ``fork`` the child gets a new lock (another thread may have held the parent's) and
+  each engine, on its first use in the child, a ruleset of its own with no state: the
+  parent's may have been mid-evaluation. An ``Engine`` is never copied or pickled (the copy
+  would share, and could free, the original's engine); a ``Guideline`` copies as a new one.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import contextlib
 import itertools
 import json
 import math
+import os
 import threading
 from collections.abc import Mapping
 from typing import Any
@@ -42,6 +47,15 @@ from .exceptions import EvaluationError
 
 #: The C engine keeps process-wide tables and never releases the GIL: one lock for all.
 ENGINE_LOCK = threading.RLock()
+
+
+def _new_lock_after_fork() -> None:
+    """In a forked child, a lock some other thread of the parent held stays held forever."""
+    global ENGINE_LOCK
+    ENGINE_LOCK = threading.RLock()
+
+
+os.register_at_fork(after_in_child=_new_lock_after_fork)
 _ruleset_ids = itertools.count(1)
 #: A reused session state is deleted and created afresh after this many evaluations.
 RENEW_EVERY = 10_000
@@ -192,14 +206,36 @@ class Engine:
         self.tested = tuple(sorted((name, FACTS[name].key) for name in tested))
         self._tested_json = tuple((name, f',"{key}":') for name, key in self.tested)
         self._patient_head = f'{{"t":"patient","sid":"{self._session.sid}","id":"patient"'
+        self._handle: Any = None
+        self._pid = -1
         with ENGINE_LOCK:
-            self._handle = _dre.create_ruleset(f"{ruleset.name}-{number}",
-                                               _fixed_point(definition))
+            self._create()
+
+    def _create(self) -> None:
+        """A new engine ruleset for this process, with no session state yet."""
+        self._handle = _dre.create_ruleset(f"{self.ruleset.name}-{next(_ruleset_ids)}",
+                                           _fixed_point(self.definition))
+        self._session = _Session(self._session.sid)
+        self._pid = os.getpid()
+
+    def __copy__(self) -> Engine:
+        raise TypeError("an Engine cannot be copied (the copy would share and could free "
+                        "its engine); copy the Guideline, which builds a new one")
+
+    def __deepcopy__(self, memo: Any) -> Engine:
+        return self.__copy__()
+
+    def __reduce__(self) -> Any:
+        raise TypeError("an Engine cannot be pickled; pickle the Guideline, which is "
+                        "rebuilt from its ruleset directory")
 
     def close(self) -> None:
         """Release the engine's ruleset (idempotent)."""
         with ENGINE_LOCK:
             if self._handle is None:
+                return
+            if self._pid != os.getpid():  # a forked child: the parent's engine is not ours
+                self._handle = None
                 return
             try:
                 self._free(self._session)
@@ -218,11 +254,15 @@ class Engine:
         out of the engine's fact, where an absent field satisfies no comparison.
         Raises EvaluationError on any engine failure; never returns a partial result.
         """
-        session = self._session
         asserted = self._patient_message(values)
         with ENGINE_LOCK:
             if self._handle is None:  # checked under the lock: close() may run in a thread
                 raise EvaluationError("engine is closed")
+            if self._pid != os.getpid():
+                # Forked: the parent's engine state may have been mid-evaluation in another
+                # thread. It is left alone (never freed here), and this process gets its own.
+                self._create()
+            session = self._session
             clean = False
             try:
                 if session.state is None:

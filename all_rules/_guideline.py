@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 import threading
 from collections.abc import Mapping
 from pathlib import Path
@@ -14,9 +15,10 @@ from ._assemble import Assembler, Selection
 from ._conditions import suggest
 from ._engine import Engine
 from ._explain import Evaluator
+from ._input import excerpt
 from ._prepare import PreparedFacts, prepare
 from ._ruleset import Rule, Ruleset, load
-from .exceptions import FieldError, InvalidFactsError
+from .exceptions import FieldError, InvalidFactsError, RulesetLoadError
 from .explain import Explainer, Explanation, RuleExplanation
 from .facts import PatientFacts, Plan
 from .output import Assessment, RulesetInfo, _trusted
@@ -36,15 +38,18 @@ def _field_error(item: Mapping[str, Any]) -> FieldError:
     path = _field_path(loc)
     kind = item["type"]
     value = item.get("input")
+    if len(path) > 100:  # a field name is the sender's text: echoed within bounds too
+        path = f"{path[:100]}… ({len(path):,} characters)"
     if kind == "extra_forbidden":
         known = Plan.model_fields if loc[:1] == ("plan",) else PatientFacts.model_fields
-        return FieldError(path, f"unknown field{suggest(str(loc[-1]), known)}")
+        name = str(loc[-1])
+        return FieldError(path, f"unknown field{suggest(name, known) if len(name) < 100 else ''}")
     if kind == "missing":
         return FieldError(path, "is required")
     message = str(item["msg"]).removeprefix("Value error, ")
     # The value is echoed only for one field at fault, never for the whole record.
     if loc and kind != "value_error" and not isinstance(value, dict | list | bytes):
-        message += f" (got {value!r})"
+        message += f" (got {excerpt(value)})"
     return FieldError(path, message)
 
 
@@ -54,9 +59,13 @@ def field_errors(error: ValidationError) -> list[FieldError]:
 
 
 def validate_facts(facts: PatientFacts | Mapping[str, Any]) -> PatientFacts:
-    """Check one patient's facts; raise InvalidFactsError naming every offending field."""
+    """Check one patient's facts; raise InvalidFactsError naming every offending field.
+
+    A ``PatientFacts`` is checked again as well: one built without validation
+    (``model_construct``) or altered after it (``object.__setattr__``) must not reach the
+    engine, whose comparisons are only sound on typed values (docs/engine.md)."""
     if isinstance(facts, PatientFacts):
-        return facts
+        facts = facts.model_dump(warnings=False)
     if not isinstance(facts, Mapping):
         raise InvalidFactsError([FieldError("(facts)", "must be a JSON object / mapping, got "
                                              f"{type(facts).__name__}")])
@@ -102,13 +111,35 @@ class Guideline:
     def close(self) -> None:
         self.engine.close()
 
+    def __copy__(self) -> Guideline:
+        """A new guideline on the same (immutable) ruleset, with an engine of its own:
+        closing either leaves the other working."""
+        return Guideline(self.ruleset)
+
+    def __deepcopy__(self, memo: Any) -> Guideline:
+        return self.__copy__()
+
+    def __reduce__(self) -> Any:
+        """Pickled as its ruleset directory, parameter overrides and digest; unpickled
+        (in a worker process, say) by loading that ruleset once per process, refused if
+        its files changed since. So ``pool.map(guideline.assess_json, patients)`` works
+        with any start method."""
+        ruleset = self.ruleset
+        return _unpickle, (str(ruleset.directory.resolve()), dict(ruleset.overrides),
+                           ruleset.digest)
+
     def rule(self, rule_id: str) -> list[Rule]:
         """The rule (and its variants) with this id."""
         return [rule for rule in self.ruleset.rules if rule.spec.id == rule_id]
 
     def _evaluate(self, facts: PatientFacts | Mapping[str, Any]) -> tuple[PreparedFacts,
                                                                           Selection]:
-        prepared = prepare(validate_facts(facts))
+        return self._evaluate_checked(validate_facts(facts))
+
+    def _evaluate_checked(self, facts: PatientFacts) -> tuple[PreparedFacts, Selection]:
+        """Evaluate facts this process validated itself a moment ago (the cohort reader
+        builds them with ``model_validate_json``); every public method validates first."""
+        prepared = prepare(facts)
         fired = self.engine.evaluate(prepared.values)
         return prepared, self._assembler.select(fired)
 
@@ -153,6 +184,12 @@ class Guideline:
             self.__dict__["_explainer_cache"] = explainer
         return explainer
 
+    def _json_and_selection_checked(self, facts: PatientFacts) -> tuple[str, Selection]:
+        """``assess_json_and_selection`` of facts already validated (see
+        ``_evaluate_checked``)."""
+        prepared, selection = self._evaluate_checked(facts)
+        return self._assembler.json(prepared, selection), selection
+
     def assess_ids(self, facts: PatientFacts | Mapping[str, Any]) -> Selection:
         """Only what fires: the risk group, features, missing facts and the items with
         their rules, without wording (for tabular cohort output)."""
@@ -160,6 +197,30 @@ class Guideline:
 
 
 _default_lock = threading.Lock()
+_unpickled: dict[tuple[str, str], Guideline] = {}
+
+
+def _new_lock_after_fork() -> None:
+    global _default_lock
+    _default_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_new_lock_after_fork)
+
+
+def _unpickle(directory: str, overrides: dict[str, float], digest: str) -> Guideline:
+    """The guideline a pickle names: loaded once per process and digest, then reused."""
+    with _default_lock:
+        found = _unpickled.get((directory, digest))
+        if found is None:
+            found = Guideline.load(directory, parameters=overrides)
+            if found.ruleset.digest != digest:
+                found.close()
+                raise RulesetLoadError(directory, None, "the ruleset changed since this "
+                                       f"guideline was pickled ({digest[:19]}…, now "
+                                       f"{found.ruleset.digest[:19]}…)")
+            _unpickled[(directory, digest)] = found
+        return found
 
 
 @functools.cache

@@ -9,15 +9,22 @@ the text ``unknown`` for an enum column is unknown.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from ._conditions import suggest
+from ._input import excerpt
 from .exceptions import FieldError
 from .facts import PatientFacts, Plan
 
 _TRUE = {"true", "yes", "1"}
 _FALSE = {"false", "no", "0"}
+#: Numbers in text cells: ASCII digits only, no ``_`` separators, no ``nan``/``inf``, at
+#: most ``NUMBER_CHARS`` characters (Python's own parsers accept ``4_0`` and ``٤٠`` as 40).
+NUMBER_CHARS = 40
+_DECIMAL = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]{1,3})?")
+_WHOLE = re.compile(r"[+-]?[0-9]+")
 
 
 def _kinds(model: type[Any], prefix: str) -> dict[str, str]:
@@ -44,7 +51,7 @@ COLUMNS: dict[str, str] = {**_kinds(PatientFacts, ""), **_kinds(Plan, "plan."),
 
 def unknown_columns(columns: Iterable[str]) -> list[str]:
     """Messages for columns that are not facts (with a did-you-mean)."""
-    return [f"unknown column {name!r}{suggest(name, COLUMNS)}"
+    return [f"unknown column {excerpt(name)}{suggest(name, COLUMNS)}"
             for name in columns if name not in COLUMNS]
 
 
@@ -74,12 +81,12 @@ def parse_doses(text: str) -> list[dict[str, Any]]:
             continue
         parts = entry.split()
         if len(parts) != 3:
-            raise ValueError(f"dose {entry.strip()!r} is not `drug dose unit`")
+            raise ValueError(f"dose {excerpt(entry.strip())} is not `drug dose unit`")
         drug, amount, unit = parts
         try:
-            value = float(amount)
+            value = record_value("float", amount)
         except ValueError:
-            raise ValueError(f"dose amount {amount!r} is not a number") from None
+            raise ValueError(f"dose amount {excerpt(amount)} is not a number") from None
         doses.append({"drug": drug, "dose": value, "unit": unit})
     return doses
 
@@ -88,25 +95,26 @@ def format_doses(doses: Iterable[Mapping[str, Any]]) -> str:
     return "; ".join(f"{d['drug']} {d['dose']:g} {d['unit']}" for d in doses)
 
 
-def _from_text(kind: str, text: str) -> Any:
+def record_value(kind: str, text: str) -> Any:
+    """A text cell as a value of ``kind`` (float, int, bool, str), strictly."""
     value = text.strip()
     if kind == "float":
-        try:
-            return float(value)
-        except ValueError:
-            raise ValueError(f"not a number: {text!r}") from None
+        number = float(value) if len(value) <= NUMBER_CHARS and _DECIMAL.fullmatch(value) \
+            else math.nan
+        if not math.isfinite(number):
+            raise ValueError(f"not a number: {excerpt(text)}")
+        return number
     if kind == "int":
-        try:
-            return int(value)
-        except ValueError:
-            raise ValueError(f"not a whole number: {text!r}") from None
+        if len(value) > NUMBER_CHARS or not _WHOLE.fullmatch(value):
+            raise ValueError(f"not a whole number: {excerpt(text)}")
+        return int(value)
     if kind == "bool":
         lowered = value.lower()
         if lowered in _TRUE:
             return True
         if lowered in _FALSE:
             return False
-        raise ValueError(f"not true/false: {text!r}")
+        raise ValueError(f"not true/false: {excerpt(text)}")
     return value
 
 
@@ -133,7 +141,7 @@ def record_to_facts(record: Mapping[str, Any]) -> tuple[dict[str, Any], list[Fie
                 value = parse_doses(value) if isinstance(value, str) else list(value)
             elif isinstance(value, str) and kind != "str":
                 # CSV cells, and object columns a data-frame library turned into strings.
-                value = _from_text(kind, value)
+                value = record_value(kind, value)
             elif kind == "int" and isinstance(value, float) and value.is_integer():
                 value = int(value)  # an integer column with gaps arrives as floats
         except ValueError as error:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -278,8 +279,10 @@ def effective_values(manifest_params: Mapping[str, ParameterSpec],
             issues.add(doc, source, path,
                        f"unknown parameter `{name}`{suggest(name, manifest_params)}")
             continue
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            issues.add(doc, source, path, f"`{name}` takes a number ({param.unit}), got {value!r}")
+        if isinstance(value, bool) or not isinstance(value, int | float) or \
+                not math.isfinite(value):
+            issues.add(doc, source, path, f"`{name}` takes a finite number ({param.unit}), "
+                                          f"got {value!r}")
             continue
         if (param.min is not None and value < param.min) or (
                 param.max is not None and value > param.max):
@@ -301,6 +304,13 @@ def check(directory: Path | None = None, overrides: Mapping[str, Any] | None = N
     manifest: Manifest | None = _validate(Manifest, manifest_doc, issues)
     if manifest is None:
         return None, issues.items
+
+    for name, param in manifest.parameters.items():  # NaN makes every comparison false
+        for field in ("value", "min", "max"):
+            number = getattr(param, field)
+            if number is not None and not math.isfinite(number):
+                issues.add(manifest_doc, MANIFEST, ("parameters", name, field),
+                           f"`{name}` {field} must be a finite number, got {number!r}")
 
     citation_ids: dict[CitationId, CitationSpec] = {}
     for index, citation in enumerate(manifest.citations):
@@ -328,14 +338,19 @@ def check(directory: Path | None = None, overrides: Mapping[str, Any] | None = N
     digest.update((directory / MANIFEST).read_bytes())
     for file_index, name in enumerate(manifest.files):
         file_path = directory / name
+        if not file_path.resolve().is_relative_to(directory.resolve()):
+            issues.add(manifest_doc, MANIFEST, ("files", file_index), f"`{name}` is outside "
+                       "the ruleset directory (absolute, `..` or a link out); rule files "
+                       "must be inside it")
+            continue
         if not file_path.is_file():
             issues.add(manifest_doc, MANIFEST, ("files", file_index), f"no such file `{name}`")
             continue
-        digest.update(("\0" + name + "\0").encode())
-        digest.update(file_path.read_bytes())
-        doc = _load(file_path, name, issues)
+        doc = _load(file_path, name, issues)  # bounded (MAX_FILE_BYTES) before it is hashed
         if doc is None:
             continue
+        digest.update(("\0" + name + "\0").encode())
+        digest.update(file_path.read_bytes())
         for spec, prefix in _rule_docs(doc, issues):
             all_specs.append(spec)
             where = f"{name}:{doc.line_of(prefix)}"

@@ -10,6 +10,7 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import sys
 import time
 from collections.abc import Sequence
@@ -20,12 +21,15 @@ from . import __version__, _diff_cli
 from ._cohort_io import CohortInputError
 from ._describe import assessment_text, catalogue_markdown, describe_rule
 from ._guideline import Guideline
+from ._input import DEFAULT_LIMIT, LIMIT_VARIABLE, excerpt, printable, read_bounded_json
+from ._records import record_value
 from ._ruleset import check
 from .exceptions import (
     AllRulesError,
     InvalidFactsError,
     RulesetLoadError,
     RulesetValidationError,
+    UnreadableInputError,
 )
 from .facts import PatientFacts
 from .output import Assessment
@@ -40,11 +44,18 @@ class _InputError(Exception):
 def _parameter(text: str) -> tuple[str, float]:
     name, sep, value = text.partition("=")
     if not sep:
-        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
-    try:
-        return name.strip(), float(value)
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {excerpt(text)}")
+    try:  # strictly: plain finite decimals, as in a CSV cell (no nan, inf, 4_0)
+        return name.strip(), float(record_value("float", value))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{name}: not a number: {value!r}") from None
+        raise argparse.ArgumentTypeError(f"{excerpt(name)}: not a finite number: "
+                                         f"{excerpt(value)}") from None
+
+
+def _byte_count(text: str) -> int:
+    if not text.isascii() or not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"not a positive number of bytes: {excerpt(text)}")
+    return int(text)
 
 
 def _add_ruleset_options(parser: argparse.ArgumentParser) -> None:
@@ -71,12 +82,18 @@ def _parser() -> argparse.ArgumentParser:
     assess.add_argument("--why-not", metavar="RULE_ID", action="append", default=[],
                         help="also explain why this rule fired or not (repeatable; "
                              "docs/explain.md)")
+    assess.add_argument("--max-input-bytes", metavar="N", type=_byte_count,
+                        help="refuse input larger than N bytes (default: "
+                             f"${LIMIT_VARIABLE}, else {DEFAULT_LIMIT:,})")
     _add_ruleset_options(assess)
 
     explain = commands.add_parser("explain", help="why a rule fired for a patient, or why not")
     explain.add_argument("input", metavar="PATH|-", help="patient facts as JSON; - for stdin")
     explain.add_argument("rule_id", metavar="RULE_ID")
     explain.add_argument("--format", choices=("json", "text", "html"), default="text")
+    explain.add_argument("--max-input-bytes", metavar="N", type=_byte_count,
+                         help="refuse input larger than N bytes (default: "
+                              f"${LIMIT_VARIABLE}, else {DEFAULT_LIMIT:,})")
     _add_ruleset_options(explain)
 
     rules = commands.add_parser("rules", help="list, show or check rules")
@@ -148,23 +165,8 @@ def _guideline(args: argparse.Namespace) -> Guideline:
     return Guideline.load(args.rules, parameters=params, overlay=args.overlay)
 
 
-def _read_patient(source: str) -> Any:
-    try:
-        if source == "-":
-            text = sys.stdin.buffer.read().decode("utf-8")
-        else:
-            text = Path(source).read_bytes().decode("utf-8")
-    except FileNotFoundError:
-        raise _InputError(f"{source}: no such file") from None
-    except UnicodeDecodeError as error:
-        raise _InputError(f"{source}: not UTF-8 text (byte {error.start})") from None
-    except OSError as error:
-        raise _InputError(f"{source}: cannot read: {error.strerror}") from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as error:
-        raise _InputError(f"{source}: not valid JSON: {error.msg} at line {error.lineno}, "
-                          f"column {error.colno}") from None
+def _read_patient(source: str, limit: int | None) -> Any:
+    data = read_bounded_json(source, limit)
     if isinstance(data, list):
         raise _InputError(f"{source}: expected one patient (a JSON object), got a list; "
                           "use `all-rules cohort` for many patients")
@@ -172,7 +174,7 @@ def _read_patient(source: str) -> Any:
 
 
 def _assess(args: argparse.Namespace) -> int:
-    data = _read_patient(args.input)
+    data = _read_patient(args.input, args.max_input_bytes)
     guideline = _guideline(args)
     assessment = guideline.assess(data)
     if args.why_not or args.format == "html":
@@ -181,7 +183,13 @@ def _assess(args: argparse.Namespace) -> int:
         sys.stdout.write(assess_explained(guideline, data, assessment, args.why_not,
                                           args.format))
         return EXIT_OK
-    out = assessment_text(assessment) if args.format == "text" else assessment.to_json() + "\n"
+    if args.format == "text":
+        if assessment.patient_id is not None:  # an id cannot forge a line of the report
+            assessment = assessment.model_copy(
+                update={"patient_id": printable(assessment.patient_id)})
+        out = assessment_text(assessment)
+    else:
+        out = assessment.to_json() + "\n"
     sys.stdout.write(out)
     return EXIT_OK
 
@@ -267,15 +275,23 @@ def _cohort(args: argparse.Namespace) -> int:
     if stderr_is_terminal():
         in_fmt = format_of(args.input, args.input_format)
         bar = _Progress(count_rows(args.input, in_fmt) if args.input.is_file() else None)
+    stopped_by: list[int] = []
+    previous = _stop_on_signals(stopped_by)
     try:
         run = run_cohort(args.input, args.out, input_format=args.input_format,
                          output_format=args.output_format, workers=args.workers, spec=spec,
-                         progress=bar.update if bar is not None else None)
+                         progress=bar.update if bar is not None else None,
+                         also_writes=_cohort_side_outputs(args))
+    except KeyboardInterrupt:  # before the output was opened: there is nothing to keep
+        print("all-rules: interrupted before any output was written", file=sys.stderr)
+        return 128 + (stopped_by[0] if stopped_by else signal.SIGINT)
     finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
         if bar is not None:
             bar.close()
     if args.summary is not None:
-        args.summary.write_text(run.summary.to_json() + "\n", encoding="utf-8")
+        _write_whole(args.summary, run.summary.to_json() + "\n")
     if args.report is not None:
         from ._report_cohort import write_cohort_report
 
@@ -289,12 +305,51 @@ def _cohort(args: argparse.Namespace) -> int:
     if run.interrupted:
         print(f"all-rules: interrupted; output holds the first {run.summary.patients:,} rows",
               file=sys.stderr)
-        return 130
+        return 128 + (stopped_by[0] if stopped_by else signal.SIGINT)
     if run.summary.engine_errors:
         print(f"all-rules: {run.summary.engine_errors} row(s) failed in the engine",
               file=sys.stderr)
         return EXIT_ERROR
     return EXIT_OK
+
+
+def _stop_on_signals(stopped_by: list[int]) -> dict[int, Any]:
+    """SIGTERM and SIGHUP stop a cohort run as Ctrl-C does (whole chunks kept, workers
+    stopped, spools removed; exit 128 + the signal). (Python ignores SIGXFSZ from the start,
+    so a file-size limit is an OSError: exit 1, nothing partial.) Returns the handlers to
+    restore."""
+
+    def stop(signum: int, _: Any) -> None:
+        if not stopped_by:
+            stopped_by.append(signum)
+            raise KeyboardInterrupt
+
+    hangup = getattr(signal, "SIGHUP", None)  # not on Windows
+    previous: dict[int, Any] = {signum: signal.signal(signum, stop)
+                                for signum in (signal.SIGTERM, hangup) if signum is not None}
+    return previous
+
+
+def _write_whole(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` whole or not at all (a full disk leaves no partial file)."""
+    temp = _temporary(path)
+    temp.unlink(missing_ok=True)
+    try:
+        temp.write_text(text, encoding="utf-8")
+        os.replace(temp, path)
+    finally:
+        temp.unlink(missing_ok=True)
+
+
+def _cohort_side_outputs(args: argparse.Namespace) -> list[Path]:
+    """Files a cohort run writes besides its tables; all are checked against the input
+    (``check_outputs``) before anything is written. A new output option joins here."""
+    return [p for path in (args.summary, args.report) if path is not None
+            for p in (path, _temporary(path))]
+
+
+def _temporary(path: Path) -> Path:
+    return path.with_name(f".{path.name}.partial")
 
 
 class _Progress:
@@ -345,9 +400,9 @@ def _synth(args: argparse.Namespace) -> int:
         raise _InputError("N must be 0 or more")
     fmt = format_of(args.out, args.format)
     if fmt == "parquet":
-        from ._cohort_io import _pyarrow
+        from ._cohort_read import pyarrow_module
 
-        _pyarrow()  # the extra to install, before any work
+        pyarrow_module()  # the extra to install, before any work
     synth.write(args.out, args.count, args.seed, fmt, args.missing_rate)
     print(f"wrote {args.count:,} synthetic patients to {args.out}", file=sys.stderr)
     return EXIT_OK
@@ -388,6 +443,18 @@ def _fail(message: str, code: int) -> NoReturn:
     raise SystemExit(code)
 
 
+def _ruleset_exit(args: argparse.Namespace,
+                  error: RulesetValidationError | RulesetLoadError) -> int:
+    """2 when only the overlay given with --overlay is at fault (input to this command, like
+    --param); 1 for a broken ruleset. `rules check` reports issues with 1 in any case."""
+    overlay = getattr(args, "overlay", None)
+    if overlay is None or args.command == "rules":
+        return EXIT_ERROR
+    files = ({issue.file for issue in error.issues} if isinstance(error, RulesetValidationError)
+             else {error.file})
+    return EXIT_INVALID_INPUT if files == {str(overlay)} else EXIT_ERROR
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``all-rules`` console script."""
     args = _parser().parse_args(argv)
@@ -399,22 +466,33 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "explain":
             from ._cli_explain import explain_command
 
-            return explain_command(args, _read_patient(args.input), _guideline(args))
+            return explain_command(args, _read_patient(args.input, args.max_input_bytes),
+                                   _guideline(args))
         if args.command == "cohort":
             return _cohort(args)
         if args.command == "diff":
-            return _diff_cli.run(args, _usable_cores(), _Progress)
+            stopped_by: list[int] = []
+            previous = _stop_on_signals(stopped_by)  # SIGTERM, SIGHUP: as Ctrl-C, as cohort
+            try:
+                code = _diff_cli.run(args, _usable_cores(), _Progress)
+            except KeyboardInterrupt:
+                print("all-rules: interrupted before any output was written", file=sys.stderr)
+                code = 130
+            finally:
+                for signum, handler in previous.items():
+                    signal.signal(signum, handler)
+            return 128 + stopped_by[0] if stopped_by and code == 130 else code
         if args.command == "synth":
             return _synth(args)
         if args.command == "serve":
             return _serve(args)
         return _schema(args)
-    except (_InputError, CohortInputError) as error:
+    except (_InputError, CohortInputError, UnreadableInputError) as error:
         _fail(str(error), EXIT_INVALID_INPUT)
     except InvalidFactsError as error:
         _fail(str(error), EXIT_INVALID_INPUT)
     except (RulesetValidationError, RulesetLoadError) as error:
-        _fail(str(error), EXIT_ERROR)
+        _fail(str(error), _ruleset_exit(args, error))
     except AllRulesError as error:
         _fail(str(error), EXIT_ERROR)
     except BrokenPipeError:

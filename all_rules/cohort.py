@@ -59,8 +59,10 @@ def _patient_id(facts: Any) -> str | None:
 
 def _all_errors(facts: Any, cell_errors: list[FieldError]) -> list[FieldError]:
     """Cell errors plus what validation finds in the other cells: every field at once.
-    A row that is broken as a whole ("(row)": wrong cell count, bad bytes) stops there."""
-    if any(e.field.startswith("(") for e in cell_errors):
+    A row refused as a whole (facts that are not a mapping of the row's other cells: a JSON
+    row whose validation already named every error, an unreadable row) stops there, so no
+    error is reported that the row does not have."""
+    if not isinstance(facts, Mapping) or any(e.field.startswith("(") for e in cell_errors):
         return cell_errors
     try:
         validate_facts(facts)

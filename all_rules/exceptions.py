@@ -19,6 +19,7 @@ __all__ = [
     "RulesetIssue",
     "RulesetLoadError",
     "RulesetValidationError",
+    "UnreadableInputError",
 ]
 
 
@@ -48,6 +49,11 @@ class InvalidFactsError(AllRulesError, ValueError):
         self.errors: tuple[FieldError, ...] = tuple(errors)
         lines = "\n".join(f"  - {e}" for e in self.errors)
         super().__init__(f"invalid patient facts ({len(self.errors)} error(s)):\n{lines}")
+
+
+class UnreadableInputError(AllRulesError, ValueError):
+    """Input that cannot be read as data at all: too large, not UTF-8, not (strict) JSON.
+    The message names the source and echoes at most a short excerpt of what was wrong."""
 
 
 @attrs.frozen

@@ -5,7 +5,7 @@ Every command that reads one patient (``assess``, ``explain``) reads through
 more), strictly (UTF-8, no duplicate keys, no ``NaN``/``Infinity``, no integers or decimals
 longer than ``NUMBER_CHARS`` characters, at most ``MAX_DEPTH`` levels of nesting), and every
 refusal is an ``UnreadableInputError`` whose text echoes at most ``EXCERPT_CHARS``
-characters of the offending value. See docs/security-input.md.
+characters of the offending value. See docs/security.md.
 """
 
 from __future__ import annotations

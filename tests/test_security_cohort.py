@@ -1,5 +1,5 @@
 """Cohort file safety: outputs never destroy the input; one pathological row is one error
-row; numbers in text cells are read strictly (docs/security-input.md)."""
+row; numbers in text cells are read strictly (docs/security.md)."""
 
 from __future__ import annotations
 

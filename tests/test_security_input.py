@@ -1,6 +1,6 @@
 """Bounded, strict input: `assess` reads at most a documented size, refuses ambiguous or
 pathological JSON with exit 2 and no traceback, echoes only short excerpts, escapes ids in
-text output; facts built around validation never reach the engine (docs/security-input.md)."""
+text output; facts built around validation never reach the engine (docs/security.md)."""
 
 from __future__ import annotations
 

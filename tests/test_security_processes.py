@@ -1,7 +1,7 @@
 """Copies and processes: a Guideline copies and pickles as a new one (never breaking the
 original), works in multiprocessing pools with fork and spawn, and a child forked while
 another thread evaluates neither deadlocks nor reuses the parent's engine state
-(docs/security-input.md)."""
+(docs/security.md)."""
 
 from __future__ import annotations
 

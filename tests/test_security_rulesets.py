@@ -1,6 +1,6 @@
 """Rulesets and overlays are bounded and confined: no YAML aliases (billion laughs, cycles),
 limited nesting and size, rule files inside the ruleset directory, finite parameters only
-(docs/security-input.md)."""
+(docs/security.md)."""
 
 from __future__ import annotations
 

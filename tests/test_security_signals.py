@@ -1,6 +1,6 @@
 """Cohort runs stopped from outside: SIGTERM and SIGHUP act as Ctrl-C; a parent killed
 with SIGKILL leaves workers that exit by themselves and files the next run removes; a full
-disk or a file-size limit leaves nothing partial (docs/security-input.md)."""
+disk or a file-size limit leaves nothing partial (docs/security.md)."""
 
 from __future__ import annotations
 

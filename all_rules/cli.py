@@ -165,7 +165,7 @@ def _assess(args: argparse.Namespace) -> int:
 
 def _rules(args: argparse.Namespace) -> int:
     if args.rules_command == "check":
-        ruleset, issues = check(args.path, overlay=args.overlay)
+        ruleset, issues = check(args.path, overlay=args.overlay, policy=True)
         for issue in issues:
             print(issue)
         if ruleset is None:

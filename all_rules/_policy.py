@@ -166,9 +166,6 @@ def _check_rules(ruleset: Any, manifest: Manifest,
                 if statement_id not in statements:
                     add(("sources", index), f"unknown statement `{statement_id}`"
                         f"{suggest(statement_id, statements)}")
-                elif not statements[statement_id][0].needs_rule:
-                    add(("sources", index), f"statement {statement_id} is marked "
-                        "`needs_rule: false`; a rule encoding it contradicts that")
         if spec.basis is Basis.SOURCE:
             continue
         if not (spec.interpretation or "").strip():

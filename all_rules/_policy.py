@@ -219,5 +219,6 @@ def _check_facts(ruleset: Any, manifest: Manifest, doc: Located, report: _Report
     for name in inputs:
         if name not in read and name not in manifest.informational_facts:
             report.add(doc if "informational_facts" in doc.data else None, doc.file,
-                       ("informational_facts",), f"fact `{name}` is accepted and read by no rule: encode it or list it "
+                       ("informational_facts",),
+                       f"fact `{name}` is accepted and read by no rule: encode it or list it "
                        "under `informational_facts` with why (policy 6)")

@@ -182,7 +182,8 @@ def test_extension_with_a_named_dated_source_needs_no_statement(tmp_path: Path) 
 def test_a_ruleset_without_statements_is_not_traced(tmp_path: Path) -> None:
     """Without statements.yaml, rules need no `sources`; the other policy checks still run."""
     _, issues = check(MINIMAL, policy=True)
-    assert issues and all("informational_facts" in issue.path for issue in issues)
+    assert issues
+    assert all("informational_facts" in issue.path for issue in issues)
 
 
 def test_shipped_ruleset_passes_the_content_policy() -> None:

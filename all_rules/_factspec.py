@@ -51,6 +51,8 @@ _LABELS: dict[str, tuple[str, str]] = {
     "relapse_count": ("number of relapses", ""),
     "remission_number": ("remission number", ""),
     "courses_since_remission": ("courses given in this remission", ""),
+    "relapse_cns_involved": ("CNS involved at relapse", ""),
+    "months_from_diagnosis_to_relapse": ("time from diagnosis to relapse", "months"),
     "plan.maintenance_years": ("planned maintenance", "years"),
     "cns_status": ("CNS status", ""),
     "ph_status": ("Ph (BCR::ABL1) status", ""),

@@ -93,10 +93,17 @@ _PLAN_FIELDS = tuple(name for name in Plan.model_fields if name != "doses")
 _NO_PLAN = {name: None for name in FACTS if name.startswith("plan.")} | {"plan.given": False}
 
 
+#: CNS involvement at relapse where the site alone decides it; a `combined` relapse does not
+#: say whether the CNS was involved, so it stays unknown unless `relapse_cns_involved` is given.
+_CNS_INVOLVED_BY_SITE = {"isolated_cns": True, "marrow": False, "isolated_testicular": False}
+
+
 def prepare(facts: PatientFacts) -> PreparedFacts:
     """Settle derived quantities and unknowns for one validated patient."""
     data = facts.__dict__
     values = {name: _plain(data[name]) for name in _FIELDS}
+    if values["relapse_cns_involved"] is None:
+        values["relapse_cns_involved"] = _CNS_INVOLVED_BY_SITE.get(values["relapse_site"])
 
     bsa_source: str | None = None
     if facts.bsa_m2 is not None:

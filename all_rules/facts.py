@@ -194,6 +194,12 @@ class PatientFacts(_Strict):
     relapse_count: Count | None = Field(default=0, ge=0, le=20,
                                         description="absent: 0; null: unknown")
     relapse_site: RelapseSite | None = None
+    relapse_cns_involved: Flag | None = Field(
+        default=None, description="CNS involved at the latest relapse; absent: derived from "
+        "`relapse_site` where the site decides it (isolated_cns yes; marrow, isolated_testicular "
+        "no; combined unknown)")
+    months_from_diagnosis_to_relapse: Number | None = _number(
+        0, 600, "months from the first diagnosis to the latest relapse")
     remission_number: Count | None = Field(default=None, ge=1, le=20)
     mrd_current_percent: Number | None = _number(0, 100, "MRD, % of cells")
     courses_since_remission: Count | None = Field(default=None, ge=0, le=50)
@@ -211,3 +217,16 @@ class PatientFacts(_Strict):
         if isinstance(data, dict) and "phase" in data and data["phase"] is None:
             data = {k: v for k, v in data.items() if k != "phase"}
         return data
+
+    @model_validator(mode="after")
+    def _relapse_cns_fits_site(self) -> PatientFacts:
+        # Only the new, optional `relapse_cns_involved` can contradict the site; every input
+        # accepted before it existed is still accepted.
+        involved, site = self.relapse_cns_involved, self.relapse_site
+        if involved is not None and site is not None and site is not RelapseSite.COMBINED \
+                and involved is not (site is RelapseSite.ISOLATED_CNS):
+            raise ValueError(
+                f"relapse_cns_involved {str(involved).lower()} contradicts "
+                f"relapse_site {site.value!r}; use relapse_site 'combined' for a relapse in "
+                "the CNS and elsewhere")
+        return self

@@ -100,6 +100,9 @@ def patient(rnd: random.Random, index: int, missing_rate: float = 0.05) -> dict[
             facts["relapse_site"] = _pick(rnd, (("marrow", 0.7), ("isolated_cns", 0.1),
                                                 ("isolated_testicular", 0.05),
                                                 ("combined", 0.15)))
+            facts["months_from_diagnosis_to_relapse"] = round(rnd.uniform(2, 72), 1)
+            if facts["relapse_site"] == "combined" and rnd.random() < 0.5:
+                facts["relapse_cns_involved"] = rnd.random() < 0.4
         if rnd.random() < 0.5:
             facts["remission_number"] = 2
             facts["mrd_current_percent"] = round(rnd.choice([0.0, 0.005, 0.05, 0.5]), 4)

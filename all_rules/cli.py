@@ -1,6 +1,6 @@
 """The ``all-rules`` command line.
 
-Exit codes (SPEC §4): 0 success; 2 invalid input (field errors on stderr); 1 anything else
+Exit codes (docs/cli.md): 0 success; 2 invalid input (field errors on stderr); 1 anything else
 (an invalid ruleset, an engine failure). Results go to stdout, diagnostics to stderr.
 """
 

@@ -1,4 +1,4 @@
-"""Patient facts: the typed input of an assessment (SPEC §1).
+"""Patient facts: the typed input of an assessment (docs/facts.md).
 
 Units live in the field names on purpose (``wbc_at_diagnosis_10e9_per_l``,
 ``mrd_end_of_induction_percent``) so that a value in another unit cannot be mistaken for
@@ -170,7 +170,7 @@ class Plan(_Strict):
 
 
 class PatientFacts(_Strict):
-    """One patient's facts at the time of assessment (SPEC §1)."""
+    """One patient's facts at the time of assessment (docs/facts.md)."""
 
     patient_id: str | None = Field(default=None, max_length=200, description="opaque id, echoed")
     age_years: Number = Field(ge=0, le=120, description="age at assessment, years")

@@ -1,4 +1,4 @@
-"""FHIR R4 → SPEC facts (needs ``all-rules[fhir]``).
+"""FHIR R4 → patient facts (docs/facts.md) (needs ``all-rules[fhir]``).
 
 ``facts_from_bundle(bundle, assessment_date=...)`` reads a Bundle's Patient, Observation,
 Condition, MedicationRequest and ServiceRequest resources into :class:`PatientFacts`,
@@ -235,7 +235,7 @@ def facts_from_bundle(bundle: Mapping[str, Any], *, assessment_date: dt.date,
                       code_map: CodeMap | None = None,
                       extra: Mapping[str, Any] | None = None,
                       order_codes: Any = None) -> FhirFacts:
-    """The SPEC facts of the Bundle's patient, with provenance and what was left out.
+    """The patient facts of the Bundle's patient, with provenance and what was left out.
 
     MedicationRequests and ServiceRequests in the Bundle are read into ``plan`` as draft
     orders are (``_orders``), with ``order_codes`` (default: the shipped map).

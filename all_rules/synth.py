@@ -49,7 +49,7 @@ def _ph_rate(age: float) -> float:
 
 
 def patient(rnd: random.Random, index: int, missing_rate: float = 0.05) -> dict[str, Any]:
-    """One synthetic patient (nested SPEC facts)."""
+    """One synthetic patient (nested facts, docs/facts.md)."""
     age = _age(rnd)
     child = age < 18
     lineage = _pick(rnd, (("B", 0.85 if child else 0.75), ("T", 0.15 if child else 0.25)))

@@ -52,7 +52,7 @@ ADULT_PH = bundle(
 
 
 def test_bundle_maps_to_facts_with_provenance() -> None:
-    """Age from birthDate at the assessment date; LOINC quantities converted to the SPEC
+    """Age from birthDate at the assessment date; LOINC quantities converted to the fact
     units; ICD-O-3 9812/3 gives B lineage and Ph+; every fact names its resource."""
     mapped = facts_from_bundle(ADULT_PH, assessment_date=ON)
     facts = mapped.facts

@@ -57,6 +57,8 @@ class RiskGroup(StrEnum):
     INDETERMINATE = "indeterminate"
     HIGH = "high"
     VERY_HIGH = "very_high"
+    RELAPSED_REFRACTORY = "relapsed_refractory"
+    """Relapsed or refractory disease: first-line risk groups do not apply (docs/concepts.md)."""
 
 
 class Basis(StrEnum):

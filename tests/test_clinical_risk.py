@@ -48,3 +48,26 @@ def test_standard_consolidation_only_for_standard_risk_in_remission(
                    {"age_years": 40}):
         ids = guideline.assess({**CONSOLIDATION, **change}).ids()
         assert "consolidation.mrd_standard" not in ids, change
+
+
+# --- b: risk group after relapse or refractoriness -----------------------------------------
+
+IN_REMISSION = {**ADULT_B, "age_years": 20, "complete_remission": True,
+                "weeks_to_complete_remission": 3, "mrd_end_of_induction_percent": 0.001}
+
+
+def test_relapsed_or_refractory_is_never_a_first_line_group(guideline: Guideline) -> None:
+    assert guideline.assess({**IN_REMISSION, "phase": "maintenance"}).risk.group.value \
+        == "standard"
+    for change in ({"phase": "relapsed", "relapse_count": 1},
+                   {"phase": "refractory"},
+                   {"phase": "maintenance", "relapse_count": 2},
+                   {"phase": "consolidation", "remission_number": 3},
+                   {"phase": "relapsed", "relapse_count": 1, "lineage": "T",
+                    "weeks_to_complete_remission": 8}):
+        risk = guideline.assess({**IN_REMISSION, **change}).risk
+        assert risk.group.value == "relapsed_refractory", change
+    # Features stay visible.
+    risk = guideline.assess({**IN_REMISSION, "phase": "relapsed", "relapse_count": 1,
+                             "ph_status": "positive"}).risk
+    assert "risk.ph_positive" in risk.features

@@ -14,7 +14,7 @@ from all_rules import Assessment, Guideline, synth
 from .strategies import patients
 
 GROUP_RANK = {"standard": 0, "provisional_standard": 0, "indeterminate": 1, "high": 2,
-              "very_high": 3}
+              "very_high": 3, "relapsed_refractory": 4}
 SETTINGS = settings(max_examples=300, deadline=None,
                     suppress_health_check=[HealthCheck.function_scoped_fixture])
 

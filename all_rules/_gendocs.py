@@ -59,16 +59,15 @@ def _cases(ruleset: Ruleset) -> dict[str, list[str]]:
     return out
 
 
-def _count(cases: dict[str, list[str]], key: str) -> int:
-    return len(cases.get(key.split("#")[0], []))
-
-
 def traceability_markdown(ruleset: Ruleset) -> str:
     """Source statement → rules → cases, and rule → statements or named external source."""
     statements = StatementFile.model_validate(
         load_file(ruleset.directory / STATEMENTS, STATEMENTS).data).statements
     cases = _cases(ruleset)
     by_statement: dict[str, list[str]] = {}
+    named_by_key = {rule.key: cases.get(rule.spec.id, []) + (
+        cases.get(f"fact:{rule.spec.fact}", []) if rule.spec.fact else [])
+        for rule in ruleset.rules}
     for rule in ruleset.rules:
         for statement_id in rule.spec.sources:
             keys = by_statement.setdefault(statement_id, [])
@@ -90,7 +89,7 @@ def traceability_markdown(ruleset: Ruleset) -> str:
             rules_cell = f"none needed: {statement.why_no_rule}"
         else:
             rules_cell = "<br>".join(
-                f"`{key}` ({_count(cases, key)} cases)" for key in keys
+                f"`{key}` ({len(named_by_key[key])} cases)" for key in keys
             ) or "**none yet**"
         lines.append(f"| {statement.id} | {_cell(statement.section)} | {_cell(statement.text)} "
                      f"| {rules_cell} |\n")
@@ -101,8 +100,7 @@ def traceability_markdown(ruleset: Ruleset) -> str:
         spec = rule.spec
         external = [str(c) for c in spec.citations
                     if named_external(c, ruleset.citations[c].title)]
-        named = cases.get(spec.id, []) + (cases.get(f"fact:{spec.fact}", []) if spec.fact
-                                           else [])
+        named = named_by_key[rule.key]
         lines.append(
             f"| `{rule.key}` | {spec.basis.value} | {', '.join(spec.sources) or '—'} "
             f"| {_cell('; '.join(external)) or '—'} "

@@ -128,10 +128,10 @@ def _build_traced(tmp_path: Path, fixture: dict[str, Any]) -> Path:
 
     target = _build(tmp_path, {"append": fixture.get("append", "")} if "append" in fixture
                     else {})
-    rules = target / "rules.yaml"
-    rules.write_text(rules.read_text(encoding="utf-8").replace(
-        "  - id: group.", "  - sources: [S1]\n    id: group.").replace(
-        "  - id: risk.old\n", "  - id: risk.old\n    sources: [S1]\n"), encoding="utf-8")
+    for rules in (target / "rules.yaml", target / "groups.yaml"):
+        rules.write_text(rules.read_text(encoding="utf-8").replace(
+            "  - id: group.", "  - sources: [S1]\n    id: group.").replace(
+            "  - id: risk.old\n", "  - id: risk.old\n    sources: [S1]\n"), encoding="utf-8")
     (target / "statements.yaml").write_text(
         _STATEMENTS + _indent(fixture.get("statements", ""), "  "), encoding="utf-8")
     manifest = target / "ruleset.yaml"
@@ -193,3 +193,15 @@ def test_shipped_ruleset_passes_the_content_policy() -> None:
     ruleset, issues = check(RULESETS, policy=True)
     assert [str(issue) for issue in issues] == []
     assert ruleset is not None
+
+
+def test_rules_check_command_runs_the_policy(tmp_path: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    """`all-rules rules check DIR` reports policy issues and exits 1; the fixture's base
+    passes."""
+    from all_rules.cli import main
+
+    assert main(["rules", "check", str(_build_traced(tmp_path / "ok", {}))]) == 0
+    bad = _build_traced(tmp_path / "bad", {"read": ["sex"]})
+    assert main(["rules", "check", str(bad)]) == 1
+    assert "fact `sex` is accepted and read by no rule" in capsys.readouterr().out

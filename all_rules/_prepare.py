@@ -98,10 +98,48 @@ _NO_PLAN = {name: None for name in FACTS if name.startswith("plan.")} | {"plan.g
 _CNS_INVOLVED_BY_SITE = {"isolated_cns": True, "marrow": False, "isolated_testicular": False}
 
 
+#: Phases in which the current age stands in for an unknown age at diagnosis.
+_AT_DIAGNOSIS = frozenset(("diagnosis", "induction"))
+
+
+def _settle_inconsistencies(values: dict[str, Any]) -> None:
+    """Flag facts that contradict each other (``inconsistent.*``, each reported by a
+    ``data.inconsistent.*`` rule) and make every fact of a contradiction unknown, so that no
+    rule decides on either side of it. Which facts contradict is listed in the FactSpecs of
+    ``inconsistent.*`` (docs/concepts.md)."""
+    cr, weeks = values["complete_remission"], values["weeks_to_complete_remission"]
+    relapses, remission = values["relapse_count"], values["remission_number"]
+    age, at_diagnosis = values["age_years"], values["age_at_diagnosis_years"]
+    flags = {
+        "inconsistent.remission": cr is False and weeks is not None,
+        "inconsistent.relapse_phase": values["phase"] == "relapsed" and relapses == 0,
+        "inconsistent.remission_number": relapses is not None and remission is not None
+        and not relapses <= remission <= relapses + 1,
+        "inconsistent.relapse_site": relapses == 0 and (
+            values["relapse_site"] is not None or values["relapse_cns_involved"] is not None),
+        "inconsistent.age_at_diagnosis": at_diagnosis is not None and at_diagnosis > age,
+    }
+    values.update(flags)
+    if flags["inconsistent.remission"]:
+        values["complete_remission"] = values["weeks_to_complete_remission"] = None
+    if flags["inconsistent.relapse_phase"] or flags["inconsistent.relapse_site"]:
+        values["relapse_count"] = None
+    if flags["inconsistent.remission_number"]:
+        values["relapse_count"] = values["remission_number"] = None
+    if flags["inconsistent.age_at_diagnosis"]:
+        values["age_at_diagnosis_years"] = None
+        values["diagnosis_age_years"] = None
+    elif at_diagnosis is not None:
+        values["diagnosis_age_years"] = at_diagnosis
+    else:
+        values["diagnosis_age_years"] = age if values["phase"] in _AT_DIAGNOSIS else None
+
+
 def prepare(facts: PatientFacts) -> PreparedFacts:
     """Settle derived quantities and unknowns for one validated patient."""
     data = facts.__dict__
     values = {name: _plain(data[name]) for name in _FIELDS}
+    _settle_inconsistencies(values)
     if values["relapse_cns_involved"] is None:
         values["relapse_cns_involved"] = _CNS_INVOLVED_BY_SITE.get(values["relapse_site"])
 

@@ -174,6 +174,9 @@ class PatientFacts(_Strict):
 
     patient_id: str | None = Field(default=None, max_length=200, description="opaque id, echoed")
     age_years: Number = Field(ge=0, le=120, description="age at assessment, years")
+    age_at_diagnosis_years: Number | None = _number(
+        0, 120, "age at diagnosis of ALL, years; absent: `age_years` stands in during diagnosis "
+        "and induction only; above `age_years`: data.inconsistent.age_at_diagnosis")
     sex: Sex | None = None
     height_cm: Number | None = _number(30, 250, "height, cm")
     weight_kg: Number | None = _number(0.5, 350, "weight, kg")

@@ -100,6 +100,9 @@ def patients(draw: st.DrawFn) -> dict[str, Any]:
     if facts["relapse_cns_involved"] is not None and site in ("isolated_cns", "marrow",
                                                               "isolated_testicular"):
         facts["relapse_cns_involved"] = site == "isolated_cns"
+    # Age at diagnosis: mostly at most the current age, sometimes above it (inconsistent).
+    facts["age_at_diagnosis_years"] = draw(maybe(st.one_of(
+        _number(0, facts["age_years"]), _number(0, 120))))
     # Drop some fields entirely: absent and null must behave alike.
     drop = draw(st.sets(st.sampled_from(sorted(k for k in facts if k != "age_years"))))
     return {k: v for k, v in facts.items() if k not in drop}

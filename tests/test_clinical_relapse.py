@@ -6,7 +6,8 @@ facts), and over a smaller hypothesis search:
 
 - no item of kind ``recommend`` about HSCT unless ``transplant_eligible`` is true (or the item
   states eligibility as its own condition);
-- no Ph+ TKI alert (``audit.ph_without_tki``) without the TKI recommendation it enforces.
+- no Ph+ TKI alert (``audit.ph_without_tki``) without the TKI recommendation it enforces, and
+  no extramedullary-relapse alert without the systemic-therapy recommendation.
 """
 
 from __future__ import annotations
@@ -34,7 +35,10 @@ STATES_ELIGIBILITY = re.compile(r"transplant[- ]eligible", re.IGNORECASE)
 
 
 def _items(guideline: Guideline, facts: Mapping[str, Any]) -> dict[str, Any]:
-    return {item.id: item for item in guideline.assess(dict(facts)).recommendations}
+    """Items by id; the age at diagnosis is the current age unless the case gives it (the
+    risk features defined at diagnosis are undecided after induction without it)."""
+    facts = {"age_at_diagnosis_years": facts["age_years"], **facts}
+    return {item.id: item for item in guideline.assess(facts).recommendations}
 
 
 # --- the properties ---------------------------------------------------------------------
@@ -46,6 +50,11 @@ def hsct_recommendations(guideline: Guideline) -> frozenset[str]:
         if rule.spec.kind is not None and rule.spec.kind.value == "recommend"
         and HSCT_WORDS.search(rule.spec.text or "")
         and not STATES_ELIGIBILITY.search(rule.spec.text or ""))
+
+
+#: Plan alerts of the HSCT, relapse and Ph+ content → the recommendation each enforces.
+ENFORCES = {"audit.ph_without_tki": "ph.tki_required",
+            "audit.extramedullary_without_systemic": "relapse.extramedullary_needs_systemic"}
 
 
 def fired(guideline: Guideline, facts: Mapping[str, Any]) -> set[str]:
@@ -61,8 +70,9 @@ def violations(guideline: Guideline, facts: Mapping[str, Any], hsct: frozenset[s
     found = []
     if keys & hsct and facts.get("transplant_eligible") is not True:
         found.append(f"HSCT recommended without transplant_eligible true: {sorted(keys & hsct)}")
-    if "audit.ph_without_tki" in ids and "ph.tki_required" not in ids:
-        found.append("TKI alert without the TKI recommendation")
+    for alert, recommendation in ENFORCES.items():
+        if alert in ids and recommendation not in ids:
+            found.append(f"{alert} without {recommendation}")
     return found
 
 
@@ -99,6 +109,9 @@ def hsct_patients(count: int, seed: int) -> Iterator[dict[str, Any]]:
         for name, values in choices.items():
             if name == "age_years" or rnd.random() < 0.75:
                 facts[name] = rnd.choice(values)
+        if rnd.random() < 0.75:
+            facts["age_at_diagnosis_years"] = max(0.0, facts["age_years"] - rnd.choice(
+                [0.0, 0.5, 2.0, 5.0]))
         site = facts.get("relapse_site")
         if site in ("isolated_cns", "marrow", "isolated_testicular") \
                 and facts.get("relapse_cns_involved") is not None:

@@ -12,7 +12,7 @@ from typing import Any
 from all_rules import Guideline
 
 ADULT_B = {"lineage": "B", "ph_status": "negative", "wbc_at_diagnosis_10e9_per_l": 10,
-           "cns_status": "CNS1", "bsa_m2": 1.8}
+           "cns_status": "CNS1", "bsa_m2": 1.8, "kmt2a_rearranged": False}
 
 
 def _item(guideline: Guideline, facts: dict[str, Any], rule_id: str) -> Any:
@@ -150,3 +150,28 @@ def test_a_contradicted_relapse_history_is_never_standard(guideline: Guideline) 
             risk = guideline.assess(facts).risk
             assert risk.group.value == "indeterminate", (change, phase)
             assert "relapse_count" in risk.missing
+
+
+# --- d: features a hematologist expects --------------------------------------------------
+
+def test_child_with_t_all_and_wbc_200_is_high_risk(guideline: Guideline) -> None:
+    risk = guideline.assess({**ADULT_B, "age_years": 12, "lineage": "T",
+                             "wbc_at_diagnosis_10e9_per_l": 200}).risk
+    assert risk.group.value == "high"
+    assert "risk.t_all_child" in risk.features
+
+
+def test_cns3_child_and_kmt2a_outside_infancy_are_features(guideline: Guideline) -> None:
+    assert "risk.cns3_child" in guideline.assess(
+        {**ADULT_B, "age_years": 6, "cns_status": "CNS3"}).risk.features
+    for age in (4.0, 40.0):
+        assert "risk.kmt2a_rearranged" in guideline.assess(
+            {**ADULT_B, "age_years": age, "kmt2a_rearranged": True}).risk.features
+
+
+def test_testicular_involvement_is_declared_informational() -> None:
+    from all_rules._yaml import load_file
+
+    from .conftest import RULESETS
+    manifest = load_file(RULESETS / "ruleset.yaml").data
+    assert "testicular_involvement" in manifest["informational_facts"]

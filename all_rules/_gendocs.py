@@ -16,7 +16,6 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-import annotated_types
 from pydantic import BaseModel
 
 from ._conditions import FactTest, walk
@@ -127,15 +126,13 @@ def _allowed(name: str, info: Any) -> str:
     if spec.type == "bool":
         return "`true`, `false`"
     low = high = None
-    for meta in info.metadata:
-        if isinstance(meta, annotated_types.Ge):
-            low = f"≥ {meta.ge}"
-        elif isinstance(meta, annotated_types.Gt):
-            low = f"> {meta.gt}"
-        elif isinstance(meta, annotated_types.Le):
-            high = f"≤ {meta.le}"
-        elif isinstance(meta, annotated_types.Lt):
-            high = f"< {meta.lt}"
+    for meta in info.metadata:  # pydantic's Ge/Gt/Le/Lt constraints
+        for attr, word in (("ge", "≥"), ("gt", ">")):
+            if getattr(meta, attr, None) is not None:
+                low = f"{word} {getattr(meta, attr)}"
+        for attr, word in (("le", "≤"), ("lt", "<")):
+            if getattr(meta, attr, None) is not None:
+                high = f"{word} {getattr(meta, attr)}"
     kind = "integer" if spec.type == "integer" else "number"
     return f"{kind} " + ", ".join(x for x in (low, high) if x) if (low or high) else kind
 

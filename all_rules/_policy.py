@@ -90,13 +90,20 @@ def facts_read(ruleset: Any) -> dict[str, list[str]]:
                 note(leaf.fact, rule.spec.id)
         if rule.spec.doses:
             note("bsa_m2", rule.spec.id)
-    # Planned-dose aggregates are converted between mg and mg/m² with the BSA.
-    for name in [n for n in read if FACTS[n].derived and n not in _NO_BSA]:
-        for rule_id in list(read[name]):
-            note("bsa_m2", rule_id)
+    # A derived fact reads the input facts it is computed from: those its description names
+    # in backquotes, and the BSA (per m², or mg converted from mg/m²) or the weight (per kg).
+    for name in [n for n in read if FACTS[n].derived]:
+        spec = FACTS[name]
+        inputs = [n for n in re.findall(r"`([a-z_.]+)`", spec.description)
+                  if n in FACTS and n != name]
+        if name.startswith("plan.") and name not in _NO_BSA:
+            inputs.append("weight_kg" if name.endswith("_per_kg") else "bsa_m2")
+        for source in inputs:
+            for rule_id in list(read[name]):
+                note(source, rule_id)
     for source, targets in _FEEDS.items():
         for target in targets:
-            for rule_id in read.get(target, []):
+            for rule_id in list(read.get(target, [])):
                 note(source, rule_id)
     return read
 

@@ -205,3 +205,16 @@ def test_rules_check_command_runs_the_policy(tmp_path: Path,
     bad = _build_traced(tmp_path / "bad", {"read": ["sex"]})
     assert main(["rules", "check", str(bad)]) == 1
     assert "fact `sex` is accepted and read by no rule" in capsys.readouterr().out
+
+
+def test_facts_are_read_through_the_quantities_derived_from_them() -> None:
+    """Policy 6 counts a fact as read when a rule reads a quantity computed from it (the BSA
+    from height and weight, the age at diagnosis), and only then."""
+    from all_rules._policy import facts_read
+
+    ruleset, _ = check(RULESETS)
+    assert ruleset is not None
+    read = facts_read(ruleset)
+    assert "induction.four_drug_backbone" in read["height_cm"]
+    assert "risk.age_35_or_older" in read["age_at_diagnosis_years"]
+    assert "risk.age_35_or_older" not in read["height_cm"]

@@ -17,7 +17,6 @@ from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
-import annotated_types
 import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
@@ -51,11 +50,13 @@ def _ids(guideline: Guideline, facts: Mapping[str, Any]) -> set[str]:
 
 def _bounds(info: Any) -> tuple[float, float]:
     low, high = 0.0, 100.0
-    for meta in info.metadata:
-        if isinstance(meta, annotated_types.Ge | annotated_types.Gt):
-            low = float(getattr(meta, "ge", getattr(meta, "gt", low)))
-        if isinstance(meta, annotated_types.Le | annotated_types.Lt):
-            high = float(getattr(meta, "le", getattr(meta, "lt", high)))
+    for meta in info.metadata:  # pydantic's Ge/Gt/Le/Lt constraints
+        for attr in ("ge", "gt"):
+            if getattr(meta, attr, None) is not None:
+                low = float(getattr(meta, attr))
+        for attr in ("le", "lt"):
+            if getattr(meta, attr, None) is not None:
+                high = float(getattr(meta, attr))
     return low, high
 
 

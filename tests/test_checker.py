@@ -218,3 +218,15 @@ def test_facts_are_read_through_the_quantities_derived_from_them() -> None:
     assert "induction.four_drug_backbone" in read["height_cm"]
     assert "risk.age_35_or_older" in read["age_at_diagnosis_years"]
     assert "risk.age_35_or_older" not in read["height_cm"]
+
+
+def test_rules_show_and_the_catalogue_give_basis_and_statements() -> None:
+    """A reviewer sees, for each rule, its basis and the statements it encodes."""
+    from all_rules._describe import catalogue_markdown, describe_rule
+
+    ruleset, _ = check(RULESETS)
+    assert ruleset is not None
+    rule = next(r for r in ruleset.rules if r.key == "risk.wbc_b_over_30")
+    assert "  basis: source; source statements: S25 (docs/traceability.md)" in describe_rule(
+        rule, ruleset)
+    assert "Basis: *extension*; source statements: none" in catalogue_markdown(ruleset)

@@ -100,6 +100,10 @@ _DERIVED: tuple[FactSpec, ...] = (
              "mg/m²", derived=True, description="largest single dose per m² of BSA"),
     FactSpec("plan.pegaspargase_min_iu_per_m2", "number", "smallest planned pegaspargase dose",
              "IU/m²", derived=True, description="smallest single dose per m² of BSA"),
+    FactSpec("plan.pegaspargase_min_iu_per_kg", "number", "smallest planned pegaspargase dose",
+             "IU/kg", derived=True, description="smallest single dose per kg of weight"),
+    FactSpec("plan.pegaspargase_max_iu_per_kg", "number", "largest planned pegaspargase dose",
+             "IU/kg", derived=True, description="largest single dose per kg of weight"),
     FactSpec("plan.pegaspargase_max_iu_per_m2", "number", "largest planned pegaspargase dose",
              "IU/m²", derived=True, description="largest single dose per m² of BSA"),
 )

@@ -51,12 +51,16 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _per_m2_and_absolute(dose: Dose, bsa: float | None) -> tuple[float | None, float | None]:
+def _per_m2_and_absolute(dose: Dose, bsa: float | None,
+                         weight: float | None) -> tuple[float | None, ...]:
+    """(per m², absolute, per kg); a quantity is None where BSA or weight is unknown."""
     if dose.unit in (DoseUnit.MG_PER_M2, DoseUnit.IU_PER_M2):
+        per_m2: float | None = dose.dose
         absolute = None if bsa is None else dose.dose * bsa
-        return dose.dose, absolute
-    per_m2 = None if bsa is None else dose.dose / bsa
-    return per_m2, dose.dose
+    else:
+        per_m2, absolute = (None if bsa is None else dose.dose / bsa), dose.dose
+    per_kg = None if absolute is None or weight is None else absolute / weight
+    return per_m2, absolute, per_kg
 
 
 #: (derived fact, drug, which quantity, how the doses combine)
@@ -67,10 +71,13 @@ _AGGREGATES = (
     ("plan.daunorubicin_max_mg_per_m2", Drug.DAUNORUBICIN.value, "per_m2", max),
     ("plan.pegaspargase_min_iu_per_m2", Drug.PEGASPARGASE.value, "per_m2", min),
     ("plan.pegaspargase_max_iu_per_m2", Drug.PEGASPARGASE.value, "per_m2", max),
+    ("plan.pegaspargase_min_iu_per_kg", Drug.PEGASPARGASE.value, "per_kg", min),
+    ("plan.pegaspargase_max_iu_per_kg", Drug.PEGASPARGASE.value, "per_kg", max),
 )
 
 
-def _dose_aggregates(doses: tuple[Dose, ...], bsa: float | None) -> dict[str, float | None]:
+def _dose_aggregates(doses: tuple[Dose, ...], bsa: float | None,
+                     weight: float | None) -> dict[str, float | None]:
     """Per drug, the largest (or smallest) planned dose in absolute and per-m² units.
 
     An aggregate over doses some of which could not be converted (no BSA) is still a true
@@ -78,8 +85,8 @@ def _dose_aggregates(doses: tuple[Dose, ...], bsa: float | None) -> dict[str, fl
     found: dict[tuple[str, str], list[float]] = {}
     for dose in doses:
         drug = dose.drug._value_
-        for quantity, amount in zip(("per_m2", "absolute"), _per_m2_and_absolute(dose, bsa),
-                                    strict=True):
+        for quantity, amount in zip(("per_m2", "absolute", "per_kg"),
+                                    _per_m2_and_absolute(dose, bsa, weight), strict=True):
             if amount is not None:
                 found.setdefault((drug, quantity), []).append(round(amount, DOSE_DECIMALS))
     return {name: how(found[drug, quantity]) if (drug, quantity) in found else None
@@ -159,5 +166,5 @@ def prepare(facts: PatientFacts) -> PreparedFacts:
         for name in _PLAN_FIELDS:
             values["plan." + name] = _plain(getattr(plan, name))
         values["plan.has_doses"] = bool(plan.doses)
-        values.update(_dose_aggregates(plan.doses, bsa))
+        values.update(_dose_aggregates(plan.doses, bsa, facts.weight_kg))
     return PreparedFacts(patient_id=facts.patient_id, values=values, bsa_source=bsa_source)

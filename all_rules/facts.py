@@ -26,6 +26,7 @@ __all__ = [
     "PhStatus",
     "Phase",
     "Plan",
+    "Regimen",
     "RelapseSite",
     "ResourceLevel",
     "Sex",
@@ -99,6 +100,17 @@ class Steroid(StrEnum):
     DEXAMETHASONE = "dexamethasone"
 
 
+class Regimen(StrEnum):
+    """The induction regimen a plan follows (audits compare its doses with this regimen)."""
+
+    SOURCE_BACKBONE = "source_backbone"
+    """The source's four-drug backbone (daunorubicin 25-30 mg/m²)."""
+    UKALL_XII_ECOG_2993 = "ukall_xii_ecog_2993"
+    """UKALL XII / ECOG E2993 adult induction (daunorubicin 60 mg/m²)."""
+    HYPER_CVAD = "hyper_cvad"
+    OTHER = "other"
+
+
 class Drug(StrEnum):
     VINCRISTINE = "vincristine"
     DAUNORUBICIN = "daunorubicin"
@@ -166,6 +178,9 @@ class Plan(_Strict):
     systemic_therapy: Flag | None = None
     steroid: Steroid | None = None
     maintenance_years: Number | None = _number(0, 10, "planned maintenance, years")
+    regimen: Regimen | None = Field(
+        default=None, description="the induction regimen the plan follows; absent: dose "
+        "audits compare with the source's backbone for children only")
     doses: tuple[Dose, ...] = Field(default=(), description="one entry per administration")
 
 

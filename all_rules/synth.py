@@ -144,10 +144,12 @@ def _plan(rnd: random.Random, age: float, phase: str) -> dict[str, Any]:
     if phase == "maintenance":
         plan["maintenance_years"] = rnd.choice([1.5, 2.0, 2.5, 3.0])
     if phase in ("diagnosis", "induction"):
+        if age >= 18 and rnd.random() < 0.5:
+            plan["regimen"] = rnd.choice(["ukall_xii_ecog_2993", "hyper_cvad", "source_backbone"])
         plan["doses"] = [
             {"drug": "vincristine", "dose": rnd.choice([1.4, 1.5, 2.0, 2.5]),
              "unit": rnd.choice(["mg", "mg/m2"])},
-            {"drug": "daunorubicin", "dose": rnd.choice([25, 30, 35]), "unit": "mg/m2"},
+            {"drug": "daunorubicin", "dose": rnd.choice([25, 30, 35, 60]), "unit": "mg/m2"},
             {"drug": "pegaspargase", "dose": rnd.choice([2500, 2000]), "unit": "IU/m2"},
         ]
     return plan

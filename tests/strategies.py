@@ -12,6 +12,7 @@ from all_rules.facts import (
     Lineage,
     Phase,
     PhStatus,
+    Regimen,
     RelapseSite,
     ResourceLevel,
     Sex,
@@ -48,6 +49,7 @@ def plans(draw: st.DrawFn) -> dict[str, Any]:
              "allogeneic_hsct", "systemic_therapy")
     plan: dict[str, Any] = {name: draw(maybe(st.booleans())) for name in flags}
     plan["steroid"] = draw(maybe(_values(Steroid)))
+    plan["regimen"] = draw(maybe(_values(Regimen)))
     plan["maintenance_years"] = draw(maybe(_number(0, 4)))
     plan["doses"] = draw(st.lists(doses(), max_size=4))
     return plan

@@ -9,7 +9,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
 from all_rules import Guideline
+
+from .strategies import patients
 
 ADULT_B = {"lineage": "B", "ph_status": "negative", "wbc_at_diagnosis_10e9_per_l": 10,
            "cns_status": "CNS1", "bsa_m2": 1.8, "kmt2a_rearranged": False}
@@ -175,3 +180,117 @@ def test_testicular_involvement_is_declared_informational() -> None:
     from .conftest import RULESETS
     manifest = load_file(RULESETS / "ruleset.yaml").data
     assert "testicular_involvement" in manifest["informational_facts"]
+
+
+# --- e: doses that apply to this patient -------------------------------------------------
+
+def _doses(guideline: Guideline, facts: dict[str, Any]) -> dict[str, Any]:
+    item = _item(guideline, facts, "induction.four_drug_backbone")
+    return {d.drug: d for d in item.doses or ()}
+
+
+def test_doses_shown_only_where_they_apply(guideline: Guideline) -> None:
+    child = _doses(guideline, {**ADULT_B, "age_years": 8, "bsa_m2": 1.0})
+    assert child["pegaspargase"].per_m2 == 2500
+    assert set(child) == {"vincristine", "daunorubicin", "pegaspargase"}
+    adult = _doses(guideline, {**ADULT_B, "age_years": 22})
+    assert adult["pegaspargase"].per_m2 == 2000  # Oncaspar label over 21 years
+    small = {**ADULT_B, "age_years": 1.5, "bsa_m2": 0.45, "weight_kg": 9}
+    assert _doses(guideline, small) == {}
+    item = _item(guideline, small, "induction.four_drug_backbone")
+    assert "82.5 IU/kg" in item.text
+    assert "2500 IU/m²" not in item.text
+    infant = _doses(guideline, {**ADULT_B, "age_years": 0.9, "bsa_m2": 0.6})
+    assert set(infant) == {"pegaspargase"}
+    assert _doses(guideline, {**ADULT_B, "age_years": 30, "bsa_m2": None}) == {}
+
+
+def test_correct_doses_for_this_patient_are_not_flagged(guideline: Guideline) -> None:
+    def ids(age: float, bsa: float, doses: list[dict[str, Any]], **plan: Any) -> list[str]:
+        facts = {**ADULT_B, "age_years": age, "bsa_m2": bsa, "weight_kg": 9.0,
+                 "substantial_comorbidities": False, "plan": {"doses": doses, **plan}}
+        return guideline.assess(facts).ids()
+    dauno60 = [{"drug": "daunorubicin", "dose": 60, "unit": "mg/m2"}]
+    assert "audit.daunorubicin_dose" not in ids(40, 1.8, dauno60,
+                                                regimen="ukall_xii_ecog_2993")
+    assert "audit.daunorubicin_dose" not in ids(40, 1.8, dauno60)
+    assert "audit.daunorubicin_dose" in ids(40, 1.8, dauno60, regimen="source_backbone")
+    peg2000 = [{"drug": "pegaspargase", "dose": 2000, "unit": "IU/m2"}]
+    assert "audit.pegaspargase_dose" not in ids(30, 1.8, peg2000)
+    assert "audit.pegaspargase_dose" in ids(15, 1.5, peg2000)
+    per_kg = [{"drug": "pegaspargase", "dose": 742.5, "unit": "IU"}]
+    assert "audit.pegaspargase_dose" not in ids(1.5, 0.45, per_kg)
+
+
+# --- properties over generated patients ----------------------------------------------------
+
+SYNTH_PATIENTS = 100_000
+_DIAGNOSIS_FEATURES = ("risk.age_35_or_older", "risk.nci_high", "risk.infant",
+                       "risk.wbc_b_over_30", "risk.wbc_t_over_100", "risk.cns3_child",
+                       "risk.t_all_child")
+
+
+def _check(facts: dict[str, Any], assessment: Any) -> None:
+    """The invariants of classes b, c and e for one patient and its assessment."""
+    relapsed = (facts.get("phase") in ("relapsed", "refractory")
+                or (facts.get("relapse_count") or 0) >= 1
+                or (facts.get("remission_number") or 0) >= 2)
+    group = assessment.risk.group.value
+    if relapsed:
+        assert group not in ("standard", "provisional_standard"), facts
+    bsa = facts.get("bsa_m2")
+    if bsa is None and facts.get("height_cm") and facts.get("weight_kg"):
+        bsa = (facts["height_cm"] * facts["weight_kg"] / 3600) ** 0.5
+    if bsa is not None and bsa < 0.6:
+        for item in assessment.recommendations:
+            for dose in item.doses or ():
+                # No named source gives a per-m² dose under 0.6 m².
+                assert dose.dose is None, (facts, dose)
+    if facts.get("phase") in ("consolidation", "maintenance", "relapsed", "refractory") \
+            and facts.get("age_at_diagnosis_years") is None:
+        assert not set(_DIAGNOSIS_FEATURES) & set(assessment.risk.features), facts
+
+
+def test_invariants_over_100000_synthetic_patients(guideline: Guideline) -> None:
+    """Relapsed/refractory never standard; no per-m² dose under 0.6 m²; no feature defined
+    at diagnosis computed from the current age after induction — over synth rows."""
+    from all_rules import synth
+
+    seen_small = seen_relapsed = seen_no_dx_age = 0
+    for facts in synth.patients(SYNTH_PATIENTS, seed=2026, missing_rate=0.1):
+        assessment = guideline.assess(facts)
+        _check(facts, assessment)
+        seen_relapsed += facts.get("phase") in ("relapsed", "refractory")
+        seen_no_dx_age += facts.get("age_at_diagnosis_years") is None
+        seen_small += (facts.get("bsa_m2") or 1) < 0.6 or (
+            (facts.get("height_cm") or 200) * (facts.get("weight_kg") or 200) < 1296)
+    # The sweep reaches each situation it claims to check.
+    assert seen_relapsed > 5_000
+    assert seen_no_dx_age > 5_000
+    assert seen_small > 1_000
+
+
+@settings(max_examples=1500, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(patients())
+def test_invariants_over_generated_patients(guideline: Guideline,
+                                            facts: dict[str, Any]) -> None:
+    _check(facts, guideline.assess(facts))
+
+
+@settings(max_examples=500, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(patients(), st.floats(min_value=0, max_value=120, allow_nan=False))
+def test_current_age_never_decides_diagnosis_features_after_induction(
+        guideline: Guideline, facts: dict[str, Any], other_age: float) -> None:
+    """After induction, changing only the current age never changes the risk features or
+    group (they are decided at diagnosis)."""
+    if facts.get("phase") not in ("consolidation", "maintenance", "relapsed", "refractory"):
+        return
+    dx_age = facts.get("age_at_diagnosis_years")
+    if dx_age is not None and (dx_age > facts["age_years"] or dx_age > other_age):
+        return  # a contradicted age at diagnosis is unknown; changing the age changes that
+    before = guideline.assess(facts).risk
+    after = guideline.assess({**facts, "age_years": other_age}).risk
+    assert set(before.features) == set(after.features)
+    assert before.group == after.group

@@ -322,7 +322,10 @@ def test_ph_tki_alert_always_has_its_recommendation(guideline: Guideline, phase:
              if phase == "relapsed" else None, "plan": {"tki": False}}
     items = _items(guideline, facts)
     assert "audit.ph_without_tki" in items
-    assert items["ph.tki_required"].kind.value == "recommend"
+    tki = items["ph.tki_required"]
+    assert tki.kind.value == "recommend"
+    # The first-line survival figure is not offered as the reason at relapse.
+    assert ("80 %" in tki.text) is (phase not in ("relapsed", "refractory"))
 
 
 # --- l: relapse therapies by label ------------------------------------------------------

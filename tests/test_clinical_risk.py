@@ -240,7 +240,7 @@ def _check(facts: dict[str, Any], assessment: Any) -> None:
         assert group not in ("standard", "provisional_standard"), facts
     bsa = facts.get("bsa_m2")
     if bsa is None and facts.get("height_cm") and facts.get("weight_kg"):
-        bsa = (facts["height_cm"] * facts["weight_kg"] / 3600) ** 0.5
+        bsa = round((facts["height_cm"] * facts["weight_kg"] / 3600) ** 0.5, 4)  # as prepared
     if bsa is not None and bsa < 0.6:
         for item in assessment.recommendations:
             for dose in item.doses or ():

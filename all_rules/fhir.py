@@ -300,13 +300,19 @@ def facts_from_bundle(bundle: Mapping[str, Any], *, assessment_date: dt.date,
     return FhirFacts(facts, dict(reader.sources), tuple(reader.unmapped))
 
 
+def _source(provenance: Mapping[str, str], fact: str) -> str | None:
+    if fact == "diagnosis_age_years":  # derived: the age at diagnosis, or the age standing in
+        return provenance.get("age_at_diagnosis_years") or provenance.get("age_years")
+    return provenance.get(fact)
+
+
 def with_provenance(assessment: Assessment, provenance: Mapping[str, str]) -> Assessment:
     """A copy whose evidence names, for each fact, the resource it came from (``source``)."""
     items = []
     for item in assessment.recommendations:
         evidence = tuple(
             _trusted(Evidence, {"fact": e.fact, "value": e.value, "test": e.test,
-                                "source": provenance.get(e.fact)})
+                                "source": _source(provenance, e.fact)})
             for e in item.evidence)
         items.append(_trusted(Recommendation, {**item.__dict__, "evidence": evidence}))
     return _trusted(Assessment, {**assessment.__dict__, "recommendations": tuple(items)})

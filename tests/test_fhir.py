@@ -74,7 +74,8 @@ def test_assessment_evidence_carries_the_source_resource() -> None:
     wbc = assessment.get("risk.wbc_b_over_30")
     assert wbc is not None
     sources = {e.fact: e.source for e in wbc.evidence}
-    assert sources == {"age_years": "Patient/p1", "lineage": "Condition/dx-1",
+    # The adult criteria read the age at diagnosis; at diagnosis the age stands in for it.
+    assert sources == {"diagnosis_age_years": "Patient/p1", "lineage": "Condition/dx-1",
                        "wbc_at_diagnosis_10e9_per_l": "Observation/wbc-1"}
     assert '"source":"Observation/wbc-1"' in assessment.to_json(indent=None)
     assert '"source"' not in plain.to_json(indent=None)

@@ -1,7 +1,7 @@
 """Cohorts as pandas data frames (needs ``all-rules[cohort]``).
 
-``assess_frame(df)`` takes one row per patient, with columns named as the fact fields (docs/facts.md)
-(``plan.*`` dotted columns and ``plan.doses`` as in CSV, docs/cohorts.md), and returns two
+``assess_frame(df)`` takes one row per patient, with columns named as the facts
+(docs/facts.md; ``plan.*`` dotted columns and ``plan.doses`` as in CSV, docs/cohorts.md), and returns two
 frames: one row per patient and one row per recommendation — the same tables
 ``all-rules cohort`` writes for CSV and Parquet output.
 """

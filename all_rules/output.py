@@ -125,8 +125,8 @@ class Assessment(_Out):
 def _trusted(cls: type[_M], values: dict[str, Any]) -> _M:
     """Build an output model from values the library computed itself, without validation.
 
-    The assessment is assembled per patient on a hot path (the latency target of tests/benchmarks/); every value
-    here comes from validated facts and a checked ruleset, and the tests compare these
+    The assessment is assembled per patient on a hot path (latency: tests/benchmarks/); every
+    value here comes from validated facts and a checked ruleset, and the tests compare these
     objects with validated ones. ``model_construct`` does the same at three times the cost.
     """
     obj = object.__new__(cls)

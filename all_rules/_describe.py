@@ -93,6 +93,8 @@ def describe_rule(rule: Rule, ruleset: Ruleset) -> list[str]:
         lines.append(f"  text: {spec.text.strip()}")
     if spec.reason:
         lines.append(f"  reason: {spec.reason.strip()}")
+    lines.append(f"  basis: {spec.basis.value}; source statements: "
+                 f"{', '.join(spec.sources) or 'none'} (docs/traceability.md)")
     if spec.interpretation:
         lines.append(f"  interpretation: {spec.interpretation.strip()}")
     params = rule_params(rule)
@@ -193,6 +195,10 @@ def catalogue_markdown(ruleset: Ruleset) -> str:
             if spec.text:
                 out.append(f"Text: {' '.join(spec.text.split())}")
                 out.append("")
+            statements = ", ".join(spec.sources) or "none"
+            out.append(f"Basis: *{spec.basis.value}*; source statements: {statements} "
+                       "([traceability](traceability.md)).")
+            out.append("")
             if spec.interpretation:
                 out.append(f"*Interpretation:* {' '.join(spec.interpretation.split())}")
                 out.append("")

@@ -1,7 +1,7 @@
 """The compiler onto durable-rules, and the evaluation of one patient.
 
 The only module that imports durable. It drives the engine's C module directly, which
-avoids every hazard of ``durable.engine.Host`` measured in DURABLE_NOTES.md:
+avoids every hazard of ``durable.engine.Host`` measured when the project began (docs/engine.md):
 
 * no ``Host``, hence no timer threads running actions in the background;
 * no Python actions at all: a fired rule is read from the message name, so no exception can

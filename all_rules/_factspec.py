@@ -40,6 +40,8 @@ class FactSpec:
 
 _LABELS: dict[str, tuple[str, str]] = {
     "age_years": ("age", "years"),
+    "age_at_diagnosis_years": ("age at diagnosis (as given)", "years"),
+    "diagnosis_age_years": ("age at diagnosis", "years"),
     "height_cm": ("height", "cm"),
     "weight_kg": ("weight", "kg"),
     "bsa_m2": ("body surface area", "m²"),
@@ -51,6 +53,8 @@ _LABELS: dict[str, tuple[str, str]] = {
     "relapse_count": ("number of relapses", ""),
     "remission_number": ("remission number", ""),
     "courses_since_remission": ("courses given in this remission", ""),
+    "relapse_cns_involved": ("CNS involved at relapse", ""),
+    "months_from_diagnosis_to_relapse": ("time from diagnosis to relapse", "months"),
     "plan.maintenance_years": ("planned maintenance", "years"),
     "cns_status": ("CNS status", ""),
     "ph_status": ("Ph (BCR::ABL1) status", ""),
@@ -62,6 +66,26 @@ _LABELS: dict[str, tuple[str, str]] = {
 }
 
 _DERIVED: tuple[FactSpec, ...] = (
+    FactSpec("diagnosis_age_years", "number", "age at diagnosis", "years", derived=True,
+             description="`age_at_diagnosis_years`; when absent, `age_years` in the diagnosis "
+             "and induction phases only; unknown later and when it contradicts `age_years` "
+             "(the risk features defined at diagnosis read it)"),
+    FactSpec("inconsistent.remission", "bool", "remission facts contradict each other",
+             derived=True, description="`complete_remission` false with "
+             "`weeks_to_complete_remission` given; both are then unknown"),
+    FactSpec("inconsistent.relapse_phase", "bool", "phase relapsed with no relapse",
+             derived=True, description="phase `relapsed` with `relapse_count` 0; "
+             "`relapse_count` is then unknown"),
+    FactSpec("inconsistent.remission_number", "bool",
+             "remission number contradicts the number of relapses", derived=True,
+             description="`remission_number` neither `relapse_count` nor `relapse_count` + 1; "
+             "both are then unknown"),
+    FactSpec("inconsistent.relapse_site", "bool", "a relapse site with no relapse",
+             derived=True, description="`relapse_site` or `relapse_cns_involved` given with "
+             "`relapse_count` 0; `relapse_count` is then unknown"),
+    FactSpec("inconsistent.age_at_diagnosis", "bool", "age at diagnosis above current age",
+             derived=True, description="`age_at_diagnosis_years` above `age_years`; the age at "
+             "diagnosis is then unknown (no stand-in)"),
     FactSpec("plan.given", "bool", "a treatment plan was given", derived=True,
              description="true when `plan` is present"),
     FactSpec("plan.has_doses", "bool", "the plan lists doses", derived=True,
@@ -76,6 +100,10 @@ _DERIVED: tuple[FactSpec, ...] = (
              "mg/m²", derived=True, description="largest single dose per m² of BSA"),
     FactSpec("plan.pegaspargase_min_iu_per_m2", "number", "smallest planned pegaspargase dose",
              "IU/m²", derived=True, description="smallest single dose per m² of BSA"),
+    FactSpec("plan.pegaspargase_min_iu_per_kg", "number", "smallest planned pegaspargase dose",
+             "IU/kg", derived=True, description="smallest single dose per kg of weight"),
+    FactSpec("plan.pegaspargase_max_iu_per_kg", "number", "largest planned pegaspargase dose",
+             "IU/kg", derived=True, description="largest single dose per kg of weight"),
     FactSpec("plan.pegaspargase_max_iu_per_m2", "number", "largest planned pegaspargase dose",
              "IU/m²", derived=True, description="largest single dose per m² of BSA"),
 )

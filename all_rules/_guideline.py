@@ -237,7 +237,7 @@ def assess(facts: PatientFacts | Mapping[str, Any], *,
            guideline: Guideline | None = None) -> Assessment:
     """Assess one patient against the guideline (the shipped one unless ``guideline`` given).
 
-    ``facts`` is a :class:`PatientFacts` or a plain mapping of SPEC §1 fields.
+    ``facts`` is a :class:`PatientFacts` or a plain mapping of the fields in docs/facts.md.
     """
     return (guideline or Guideline.default()).assess(facts)
 

@@ -51,12 +51,16 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _per_m2_and_absolute(dose: Dose, bsa: float | None) -> tuple[float | None, float | None]:
+def _per_m2_and_absolute(dose: Dose, bsa: float | None,
+                         weight: float | None) -> tuple[float | None, ...]:
+    """(per m², absolute, per kg); a quantity is None where BSA or weight is unknown."""
     if dose.unit in (DoseUnit.MG_PER_M2, DoseUnit.IU_PER_M2):
+        per_m2: float | None = dose.dose
         absolute = None if bsa is None else dose.dose * bsa
-        return dose.dose, absolute
-    per_m2 = None if bsa is None else dose.dose / bsa
-    return per_m2, dose.dose
+    else:
+        per_m2, absolute = (None if bsa is None else dose.dose / bsa), dose.dose
+    per_kg = None if absolute is None or weight is None else absolute / weight
+    return per_m2, absolute, per_kg
 
 
 #: (derived fact, drug, which quantity, how the doses combine)
@@ -67,10 +71,13 @@ _AGGREGATES = (
     ("plan.daunorubicin_max_mg_per_m2", Drug.DAUNORUBICIN.value, "per_m2", max),
     ("plan.pegaspargase_min_iu_per_m2", Drug.PEGASPARGASE.value, "per_m2", min),
     ("plan.pegaspargase_max_iu_per_m2", Drug.PEGASPARGASE.value, "per_m2", max),
+    ("plan.pegaspargase_min_iu_per_kg", Drug.PEGASPARGASE.value, "per_kg", min),
+    ("plan.pegaspargase_max_iu_per_kg", Drug.PEGASPARGASE.value, "per_kg", max),
 )
 
 
-def _dose_aggregates(doses: tuple[Dose, ...], bsa: float | None) -> dict[str, float | None]:
+def _dose_aggregates(doses: tuple[Dose, ...], bsa: float | None,
+                     weight: float | None) -> dict[str, float | None]:
     """Per drug, the largest (or smallest) planned dose in absolute and per-m² units.
 
     An aggregate over doses some of which could not be converted (no BSA) is still a true
@@ -78,8 +85,8 @@ def _dose_aggregates(doses: tuple[Dose, ...], bsa: float | None) -> dict[str, fl
     found: dict[tuple[str, str], list[float]] = {}
     for dose in doses:
         drug = dose.drug._value_
-        for quantity, amount in zip(("per_m2", "absolute"), _per_m2_and_absolute(dose, bsa),
-                                    strict=True):
+        for quantity, amount in zip(("per_m2", "absolute", "per_kg"),
+                                    _per_m2_and_absolute(dose, bsa, weight), strict=True):
             if amount is not None:
                 found.setdefault((drug, quantity), []).append(round(amount, DOSE_DECIMALS))
     return {name: how(found[drug, quantity]) if (drug, quantity) in found else None
@@ -93,10 +100,55 @@ _PLAN_FIELDS = tuple(name for name in Plan.model_fields if name != "doses")
 _NO_PLAN = {name: None for name in FACTS if name.startswith("plan.")} | {"plan.given": False}
 
 
+#: CNS involvement at relapse where the site alone decides it; a `combined` relapse does not
+#: say whether the CNS was involved, so it stays unknown unless `relapse_cns_involved` is given.
+_CNS_INVOLVED_BY_SITE = {"isolated_cns": True, "marrow": False, "isolated_testicular": False}
+
+
+#: Phases in which the current age stands in for an unknown age at diagnosis.
+_AT_DIAGNOSIS = frozenset(("diagnosis", "induction"))
+
+
+def _settle_inconsistencies(values: dict[str, Any]) -> None:
+    """Flag facts that contradict each other (``inconsistent.*``, each reported by a
+    ``data.inconsistent.*`` rule) and make every fact of a contradiction unknown, so that no
+    rule decides on either side of it. Which facts contradict is listed in the FactSpecs of
+    ``inconsistent.*`` (docs/concepts.md)."""
+    cr, weeks = values["complete_remission"], values["weeks_to_complete_remission"]
+    relapses, remission = values["relapse_count"], values["remission_number"]
+    age, at_diagnosis = values["age_years"], values["age_at_diagnosis_years"]
+    flags = {
+        "inconsistent.remission": cr is False and weeks is not None,
+        "inconsistent.relapse_phase": values["phase"] == "relapsed" and relapses == 0,
+        "inconsistent.remission_number": relapses is not None and remission is not None
+        and not relapses <= remission <= relapses + 1,
+        "inconsistent.relapse_site": relapses == 0 and (
+            values["relapse_site"] is not None or values["relapse_cns_involved"] is not None),
+        "inconsistent.age_at_diagnosis": at_diagnosis is not None and at_diagnosis > age,
+    }
+    values.update(flags)
+    if flags["inconsistent.remission"]:
+        values["complete_remission"] = values["weeks_to_complete_remission"] = None
+    if flags["inconsistent.relapse_phase"] or flags["inconsistent.relapse_site"]:
+        values["relapse_count"] = None
+    if flags["inconsistent.remission_number"]:
+        values["relapse_count"] = values["remission_number"] = None
+    if flags["inconsistent.age_at_diagnosis"]:
+        values["age_at_diagnosis_years"] = None
+        values["diagnosis_age_years"] = None
+    elif at_diagnosis is not None:
+        values["diagnosis_age_years"] = at_diagnosis
+    else:
+        values["diagnosis_age_years"] = age if values["phase"] in _AT_DIAGNOSIS else None
+
+
 def prepare(facts: PatientFacts) -> PreparedFacts:
     """Settle derived quantities and unknowns for one validated patient."""
     data = facts.__dict__
     values = {name: _plain(data[name]) for name in _FIELDS}
+    _settle_inconsistencies(values)
+    if values["relapse_cns_involved"] is None:
+        values["relapse_cns_involved"] = _CNS_INVOLVED_BY_SITE.get(values["relapse_site"])
 
     bsa_source: str | None = None
     if facts.bsa_m2 is not None:
@@ -114,5 +166,5 @@ def prepare(facts: PatientFacts) -> PreparedFacts:
         for name in _PLAN_FIELDS:
             values["plan." + name] = _plain(getattr(plan, name))
         values["plan.has_doses"] = bool(plan.doses)
-        values.update(_dose_aggregates(plan.doses, bsa))
+        values.update(_dose_aggregates(plan.doses, bsa, facts.weight_kg))
     return PreparedFacts(patient_id=facts.patient_id, values=values, bsa_source=bsa_source)

@@ -1,6 +1,6 @@
 """Flat records (CSV rows, Parquet rows, data-frame rows) to patient facts, and back.
 
-A flat record uses the SPEC field names as columns, ``plan.<field>`` for the plan, and
+A flat record uses the fact names (docs/facts.md) as columns, ``plan.<field>`` for the plan, and
 ``plan.doses`` for the planned doses written as ``drug dose unit`` entries separated by
 ``;`` (``vincristine 1.4 mg/m2; daunorubicin 45 mg``). An empty cell, a null, a NaN, or
 the text ``unknown`` for an enum column is unknown.

@@ -294,8 +294,12 @@ def effective_values(manifest_params: Mapping[str, ParameterSpec],
 
 
 def check(directory: Path | None = None, overrides: Mapping[str, Any] | None = None,
-          overlay: Path | None = None) -> tuple[Ruleset | None, list[RulesetIssue]]:
-    """Load and check a ruleset; returns it (or None) and every issue found."""
+          overlay: Path | None = None, policy: bool = False,
+          ) -> tuple[Ruleset | None, list[RulesetIssue]]:
+    """Load and check a ruleset; returns it (or None) and every issue found.
+
+    ``policy`` adds the content-policy checks of ``all-rules rules check`` (sources,
+    basis, exclusive sets, unread facts: all_rules/_policy.py, docs/clinical-policy.md)."""
     directory = default_ruleset_dir() if directory is None else directory
     issues = _Issues()
     manifest_doc = _load(directory / MANIFEST, MANIFEST, issues)
@@ -430,6 +434,11 @@ def check(directory: Path | None = None, overrides: Mapping[str, Any] | None = N
         citations=citation_ids, files=tuple(manifest.files),
         digest="sha256:" + digest.hexdigest(), overrides=changed,
     )
+    if policy:
+        from ._policy import policy_issues
+        found = policy_issues(ruleset)
+        if found:
+            return None, found
     return ruleset, []
 
 

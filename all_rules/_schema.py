@@ -57,6 +57,22 @@ class RiskGroup(StrEnum):
     INDETERMINATE = "indeterminate"
     HIGH = "high"
     VERY_HIGH = "very_high"
+    RELAPSED_REFRACTORY = "relapsed_refractory"
+    """Relapsed or refractory disease: first-line risk groups do not apply (docs/concepts.md)."""
+
+
+class Basis(StrEnum):
+    """How a rule stands to the source summary (docs/clinical-policy.md)."""
+
+    SOURCE = "source"
+    """The rule encodes what the source states."""
+    INTERPRETATION = "interpretation"
+    """A reading of an ambiguous or incomplete source statement, backed by a named source."""
+    EXTENSION = "extension"
+    """Content the source does not contain, backed by a named external source."""
+
+
+STATEMENT_ID_PATTERN = r"^S[1-9][0-9]*$"
 
 
 class Concludes(StrEnum):
@@ -100,6 +116,11 @@ class RuleSpec(_Model):
     citations: list[CitationId] = Field(default_factory=list)
     doses: list[DoseSpec] = Field(default_factory=list)
     interpretation: str | None = None
+    sources: list[str] = Field(default_factory=list)
+    """Ids of the statements (rulesets/statements.yaml) this rule encodes."""
+    basis: Basis = Basis.SOURCE
+    """``interpretation`` and ``extension`` need ``interpretation`` text and a named external
+    citation; ``all-rules rules check`` enforces it (docs/clinical-policy.md)."""
 
     @model_validator(mode="after")
     def _fields_fit_conclusion(self) -> RuleSpec:
@@ -164,6 +185,13 @@ class CitationSpec(_Model):
     note: str | None = None
 
 
+class ExclusiveSpec(_Model):
+    """Rule ids of which at most one may appear in one assessment."""
+
+    ids: list[str]
+    why: str = Field(min_length=3)
+
+
 class Manifest(_Model):
     """``ruleset.yaml``: the ruleset's identity, citations, parameters and files."""
 
@@ -176,6 +204,34 @@ class Manifest(_Model):
     conditions: dict[str, Any] = Field(default_factory=dict)
     """Named conditions, used in rules as ``{condition: name}``."""
     files: list[str] = Field(min_length=1)
+    exclusive: list[ExclusiveSpec] = Field(default_factory=list)
+    """Sets of items that contradict each other (docs/clinical-policy.md, policy 5)."""
+    informational_facts: dict[str, str] = Field(default_factory=dict)
+    """Facts no rule reads, each with why it is still accepted (policy 6)."""
+
+
+class StatementSpec(_Model):
+    """One actionable statement of the source summary (rulesets/statements.yaml)."""
+
+    id: str = Field(pattern=STATEMENT_ID_PATTERN)
+    section: str
+    text: str = Field(min_length=3)
+    needs_rule: bool
+    why_no_rule: str | None = None
+
+    @model_validator(mode="after")
+    def _why_when_no_rule(self) -> StatementSpec:
+        if self.needs_rule and self.why_no_rule is not None:
+            raise ValueError("`why_no_rule` is only for a statement with `needs_rule: false`")
+        if not self.needs_rule and not self.why_no_rule:
+            raise ValueError("a statement with `needs_rule: false` needs `why_no_rule`")
+        return self
+
+
+class StatementFile(_Model):
+    """``statements.yaml``: the source summary's actionable statements."""
+
+    statements: list[StatementSpec] = Field(min_length=1)
 
 
 class CaseExpectation(_Model):

@@ -1,6 +1,6 @@
 """The ``all-rules`` command line.
 
-Exit codes (SPEC §4): 0 success; 2 invalid input (field errors on stderr); 1 anything else
+Exit codes (docs/cli.md): 0 success; 2 invalid input (field errors on stderr); 1 anything else
 (an invalid ruleset, an engine failure). Results go to stdout, diagnostics to stderr.
 """
 
@@ -198,7 +198,7 @@ def _rules(args: argparse.Namespace) -> int:
     if args.rules_command == "versions":
         return _diff_cli.rules_versions(args)
     if args.rules_command == "check":
-        ruleset, issues = check(args.path, overlay=args.overlay)
+        ruleset, issues = check(args.path, overlay=args.overlay, policy=True)
         for issue in issues:
             print(issue)
         if ruleset is None:

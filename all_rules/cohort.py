@@ -130,7 +130,7 @@ def assess_many(rows: Iterable[PatientFacts | Mapping[str, Any]], *,
                 guideline: Guideline | None = None, flat: bool = False) -> Iterator[Result]:
     """Assess every row, in input order: an Assessment, or a RowError for a bad row.
 
-    ``rows`` may be fact models, nested mappings (SPEC §1), or, with ``flat=True``, flat
+    ``rows`` may be fact models, nested mappings (docs/facts.md), or, with ``flat=True``, flat
     records with ``plan.*`` columns (as in CSV; see docs/cohorts.md). Lazy: rows are read
     as results are consumed, so a generator of millions of rows runs in constant memory.
     """

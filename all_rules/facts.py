@@ -1,4 +1,4 @@
-"""Patient facts: the typed input of an assessment (SPEC §1).
+"""Patient facts: the typed input of an assessment (docs/facts.md).
 
 Units live in the field names on purpose (``wbc_at_diagnosis_10e9_per_l``,
 ``mrd_end_of_induction_percent``) so that a value in another unit cannot be mistaken for
@@ -26,6 +26,7 @@ __all__ = [
     "PhStatus",
     "Phase",
     "Plan",
+    "Regimen",
     "RelapseSite",
     "ResourceLevel",
     "Sex",
@@ -99,6 +100,17 @@ class Steroid(StrEnum):
     DEXAMETHASONE = "dexamethasone"
 
 
+class Regimen(StrEnum):
+    """The induction regimen a plan follows (audits compare its doses with this regimen)."""
+
+    SOURCE_BACKBONE = "source_backbone"
+    """The source's four-drug backbone (daunorubicin 25-30 mg/m²)."""
+    UKALL_XII_ECOG_2993 = "ukall_xii_ecog_2993"
+    """UKALL XII / ECOG E2993 adult induction (daunorubicin 60 mg/m²)."""
+    HYPER_CVAD = "hyper_cvad"
+    OTHER = "other"
+
+
 class Drug(StrEnum):
     VINCRISTINE = "vincristine"
     DAUNORUBICIN = "daunorubicin"
@@ -166,15 +178,20 @@ class Plan(_Strict):
     systemic_therapy: Flag | None = None
     steroid: Steroid | None = None
     maintenance_years: Number | None = _number(0, 10, "planned maintenance, years")
+    regimen: Regimen | None = Field(
+        default=None, description="the induction regimen the plan follows; absent: dose "
+        "audits compare with the source's backbone for children only")
     doses: tuple[Dose, ...] = Field(default=(), description="one entry per administration")
 
 
 class PatientFacts(_Strict):
-    """One patient's facts at the time of assessment (SPEC §1)."""
+    """One patient's facts at the time of assessment (docs/facts.md)."""
 
     patient_id: str | None = Field(default=None, max_length=200, description="opaque id, echoed")
     age_years: Number = Field(ge=0, le=120, description="age at assessment, years")
-    age_at_diagnosis_years: Number | None = _number(0, 120, "age at diagnosis of ALL, years")
+    age_at_diagnosis_years: Number | None = _number(
+        0, 120, "age at diagnosis of ALL, years; absent: `age_years` stands in during diagnosis "
+        "and induction only; above `age_years`: data.inconsistent.age_at_diagnosis")
     sex: Sex | None = None
     height_cm: Number | None = _number(30, 250, "height, cm")
     weight_kg: Number | None = _number(0.5, 350, "weight, kg")
@@ -195,6 +212,12 @@ class PatientFacts(_Strict):
     relapse_count: Count | None = Field(default=0, ge=0, le=20,
                                         description="absent: 0; null: unknown")
     relapse_site: RelapseSite | None = None
+    relapse_cns_involved: Flag | None = Field(
+        default=None, description="CNS involved at the latest relapse; absent: derived from "
+        "`relapse_site` where the site decides it (isolated_cns yes; marrow, isolated_testicular "
+        "no; combined unknown)")
+    months_from_diagnosis_to_relapse: Number | None = _number(
+        0, 600, "months from the first diagnosis to the latest relapse")
     remission_number: Count | None = Field(default=None, ge=1, le=20)
     mrd_current_percent: Number | None = _number(0, 100, "MRD, % of cells")
     courses_since_remission: Count | None = Field(default=None, ge=0, le=50)
@@ -212,3 +235,16 @@ class PatientFacts(_Strict):
         if isinstance(data, dict) and "phase" in data and data["phase"] is None:
             data = {k: v for k, v in data.items() if k != "phase"}
         return data
+
+    @model_validator(mode="after")
+    def _relapse_cns_fits_site(self) -> PatientFacts:
+        # Only the new, optional `relapse_cns_involved` can contradict the site; every input
+        # accepted before it existed is still accepted.
+        involved, site = self.relapse_cns_involved, self.relapse_site
+        if involved is not None and site is not None and site is not RelapseSite.COMBINED \
+                and involved is not (site is RelapseSite.ISOLATED_CNS):
+            raise ValueError(
+                f"relapse_cns_involved {str(involved).lower()} contradicts "
+                f"relapse_site {site.value!r}; use relapse_site 'combined' for a relapse in "
+                "the CNS and elsewhere")
+        return self

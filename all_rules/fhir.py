@@ -1,4 +1,4 @@
-"""FHIR R4 → SPEC facts (needs ``all-rules[fhir]``).
+"""FHIR R4 → patient facts (docs/facts.md) (needs ``all-rules[fhir]``).
 
 ``facts_from_bundle(bundle, assessment_date=...)`` reads a patient's record — a Bundle of
 Patient, Observation, Condition, MedicationRequest and ServiceRequest resources, often years
@@ -212,7 +212,8 @@ def facts_from_bundle(bundle: Mapping[str, Any], *, assessment_date: dt.date,
                       code_map: CodeMap | None = None,
                       extra: Mapping[str, Any] | None = None,
                       order_codes: Any = None, windows: Windows | None = None) -> FhirFacts:
-    """The SPEC facts of the Bundle's patient at ``assessment_date``, with provenance.
+    """The patient facts (docs/facts.md) of the Bundle's patient at ``assessment_date``,
+    with provenance.
 
     Current MedicationRequests and ServiceRequests (active, draft, on-hold) are read into
     ``plan`` as draft orders are (``_orders``), with ``order_codes`` (default: the shipped
@@ -322,13 +323,19 @@ def _validated(values: dict[str, Any], sources: Mapping[str, Source], given: set
     raise FhirMappingError(["(facts): could not be validated"])
 
 
+def _source(provenance: Mapping[str, str], fact: str) -> str | None:
+    if fact == "diagnosis_age_years":  # derived: the age at diagnosis, or the age standing in
+        return provenance.get("age_at_diagnosis_years") or provenance.get("age_years")
+    return provenance.get(fact)
+
+
 def with_provenance(assessment: Assessment, provenance: Mapping[str, str]) -> Assessment:
     """A copy whose evidence names, for each fact, the resource it came from (``source``)."""
     items = []
     for item in assessment.recommendations:
         evidence = tuple(
             _trusted(Evidence, {"fact": e.fact, "value": e.value, "test": e.test,
-                                "source": provenance.get(e.fact)})
+                                "source": _source(provenance, e.fact)})
             for e in item.evidence)
         items.append(_trusted(Recommendation, {**item.__dict__, "evidence": evidence}))
     return _trusted(Assessment, {**assessment.__dict__, "recommendations": tuple(items)})

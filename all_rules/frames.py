@@ -1,8 +1,8 @@
 """Cohorts as pandas data frames (needs ``all-rules[cohort]``).
 
-``assess_frame(df)`` takes one row per patient, with columns named as the SPEC fields
-(``plan.*`` dotted columns and ``plan.doses`` as in CSV, docs/cohorts.md), and returns two
-frames: one row per patient and one row per recommendation — the same tables
+``assess_frame(df)`` takes one row per patient, with columns named as the facts
+(docs/facts.md; ``plan.*`` dotted columns and ``plan.doses`` as in CSV, docs/cohorts.md),
+and returns two frames: one row per patient and one row per recommendation — the same tables
 ``all-rules cohort`` writes for CSV and Parquet output.
 """
 

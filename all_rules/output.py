@@ -1,4 +1,4 @@
-"""The assessment: what ``assess`` returns and the CLI prints (SPEC §2).
+"""The assessment: what ``assess`` returns and the CLI prints (docs/output.md).
 
 These are the boundary models of the output; ``Assessment.to_json()`` is byte for byte what
 ``all-rules assess --format json`` prints.
@@ -25,7 +25,7 @@ class _Out(BaseModel):
 class _OmitAbsent(_Out):
     """An output model some of whose optional fields are left out when absent."""
 
-    #: Optional fields left out of the JSON when absent (SPEC §2 has no nulls for them).
+    #: Optional fields left out of the JSON when absent (docs/output.md: *omitted*).
     _omit_if_none: ClassVar[tuple[str, ...]] = ()
 
     @model_serializer(mode="wrap")
@@ -124,11 +124,11 @@ class Assessment(_Out):
         return guideline.explain(facts, rule_id)
 
     def to_dict(self) -> dict[str, Any]:
-        """The JSON-ready dictionary of SPEC §2."""
+        """The JSON-ready dictionary described in docs/output.md."""
         return self.model_dump(mode="json")
 
     def to_json(self, indent: int | None = 2) -> str:
-        """The JSON text the CLI prints (UTF-8, keys in SPEC order); ``indent=None`` gives
+        """The JSON text the CLI prints (UTF-8, keys in docs/output.md order); ``indent=None`` gives
         the compact one-line form of a cohort's JSON Lines output."""
         if indent is None:
             return json.dumps(self.to_dict(), ensure_ascii=False, separators=(",", ":"))
@@ -138,8 +138,8 @@ class Assessment(_Out):
 def _trusted(cls: type[_M], values: dict[str, Any]) -> _M:
     """Build an output model from values the library computed itself, without validation.
 
-    The assessment is assembled per patient on a hot path (SPEC latency target); every value
-    here comes from validated facts and a checked ruleset, and the tests compare these
+    The assessment is assembled per patient on a hot path (latency: tests/benchmarks/); every
+    value here comes from validated facts and a checked ruleset, and the tests compare these
     objects with validated ones. ``model_construct`` does the same at three times the cost.
     """
     obj = object.__new__(cls)

@@ -37,6 +37,20 @@ def _age(rnd: random.Random) -> float:
     return round(min(95.0, rnd.triangular(18, 90, 30)), 1)  # adults, skewed young
 
 
+#: Years from diagnosis to assessment by phase (uniform between the bounds).
+_YEARS_SINCE_DIAGNOSIS = {"diagnosis": (0.0, 0.02), "induction": (0.0, 0.1),
+                          "consolidation": (0.1, 0.7), "maintenance": (0.5, 3.0),
+                          "relapsed": (0.5, 6.0), "refractory": (0.1, 1.0)}
+
+
+def _age_at_diagnosis(rnd: random.Random, age: float, phase: str) -> float | None:
+    """The age at diagnosis, at most the current age; unknown for 15 % of patients."""
+    if rnd.random() < 0.15:
+        return None
+    low, high = _YEARS_SINCE_DIAGNOSIS[phase]
+    return round(max(0.0, age - rnd.uniform(low, high)), 2)
+
+
 def _ph_rate(age: float) -> float:
     """Ph+ rises with age: ~3 % of children, ~15 % at 18-39, ~30 % at 40-59, ~40 % at 60+."""
     if age < 18:
@@ -49,7 +63,7 @@ def _ph_rate(age: float) -> float:
 
 
 def patient(rnd: random.Random, index: int, missing_rate: float = 0.05) -> dict[str, Any]:
-    """One synthetic patient (nested SPEC facts)."""
+    """One synthetic patient (nested facts, docs/facts.md)."""
     age = _age(rnd)
     child = age < 18
     lineage = _pick(rnd, (("B", 0.85 if child else 0.75), ("T", 0.15 if child else 0.25)))
@@ -64,6 +78,7 @@ def patient(rnd: random.Random, index: int, missing_rate: float = 0.05) -> dict[
     facts: dict[str, Any] = {
         "patient_id": f"SYN{index:08d}",
         "age_years": age,
+        "age_at_diagnosis_years": _age_at_diagnosis(rnd, age, phase),
         "sex": rnd.choice(["female", "male"]),
         "height_cm": max(40.0, min(230.0, height)),
         "weight_kg": min(250.0, weight),
@@ -100,8 +115,11 @@ def patient(rnd: random.Random, index: int, missing_rate: float = 0.05) -> dict[
             facts["relapse_site"] = _pick(rnd, (("marrow", 0.7), ("isolated_cns", 0.1),
                                                 ("isolated_testicular", 0.05),
                                                 ("combined", 0.15)))
-        if rnd.random() < 0.5:
-            facts["remission_number"] = 2
+            facts["months_from_diagnosis_to_relapse"] = round(rnd.uniform(2, 72), 1)
+            if facts["relapse_site"] == "combined" and rnd.random() < 0.5:
+                facts["relapse_cns_involved"] = rnd.random() < 0.4
+        if facts["relapse_count"] and rnd.random() < 0.5:
+            facts["remission_number"] = facts["relapse_count"] + 1
             facts["mrd_current_percent"] = round(rnd.choice([0.0, 0.005, 0.05, 0.5]), 4)
             facts["courses_since_remission"] = rnd.choice([0, 1, 2])
     if rnd.random() < 0.3:
@@ -126,10 +144,12 @@ def _plan(rnd: random.Random, age: float, phase: str) -> dict[str, Any]:
     if phase == "maintenance":
         plan["maintenance_years"] = rnd.choice([1.5, 2.0, 2.5, 3.0])
     if phase in ("diagnosis", "induction"):
+        if age >= 18 and rnd.random() < 0.5:
+            plan["regimen"] = rnd.choice(["ukall_xii_ecog_2993", "hyper_cvad", "source_backbone"])
         plan["doses"] = [
             {"drug": "vincristine", "dose": rnd.choice([1.4, 1.5, 2.0, 2.5]),
              "unit": rnd.choice(["mg", "mg/m2"])},
-            {"drug": "daunorubicin", "dose": rnd.choice([25, 30, 35]), "unit": "mg/m2"},
+            {"drug": "daunorubicin", "dose": rnd.choice([25, 30, 35, 60]), "unit": "mg/m2"},
             {"drug": "pegaspargase", "dose": rnd.choice([2500, 2000]), "unit": "IU/m2"},
         ]
     return plan

@@ -12,6 +12,7 @@ from all_rules.facts import (
     Lineage,
     Phase,
     PhStatus,
+    Regimen,
     RelapseSite,
     ResourceLevel,
     Sex,
@@ -48,6 +49,7 @@ def plans(draw: st.DrawFn) -> dict[str, Any]:
              "allogeneic_hsct", "systemic_therapy")
     plan: dict[str, Any] = {name: draw(maybe(st.booleans())) for name in flags}
     plan["steroid"] = draw(maybe(_values(Steroid)))
+    plan["regimen"] = draw(maybe(_values(Regimen)))
     plan["maintenance_years"] = draw(maybe(_number(0, 4)))
     plan["doses"] = draw(st.lists(doses(), max_size=4))
     return plan
@@ -81,6 +83,9 @@ def patients(draw: st.DrawFn) -> dict[str, Any]:
         "mrd_consolidation_percent": draw(maybe(_number(0, 100))),
         "relapse_count": draw(maybe(st.integers(0, 4))),
         "relapse_site": draw(maybe(_values(RelapseSite))),
+        "relapse_cns_involved": draw(maybe(st.booleans())),
+        "months_from_diagnosis_to_relapse": draw(maybe(st.one_of(
+            _number(0, 600), st.sampled_from([17.9, 18.0, 35.9, 36.0])))),
         "remission_number": draw(maybe(st.integers(1, 4))),
         "mrd_current_percent": draw(maybe(_number(0, 100))),
         "courses_since_remission": draw(maybe(st.integers(0, 5))),
@@ -91,6 +96,15 @@ def patients(draw: st.DrawFn) -> dict[str, Any]:
         "specialized_center": draw(maybe(st.booleans())),
         "plan": draw(maybe(plans())),
     }
+    # `relapse_cns_involved` may not contradict a site that decides it (isolated_cns: yes;
+    # marrow, isolated_testicular: no); such input is refused, not a valid patient.
+    site = facts["relapse_site"]
+    if facts["relapse_cns_involved"] is not None and site in ("isolated_cns", "marrow",
+                                                              "isolated_testicular"):
+        facts["relapse_cns_involved"] = site == "isolated_cns"
+    # Age at diagnosis: mostly at most the current age, sometimes above it (inconsistent).
+    facts["age_at_diagnosis_years"] = draw(maybe(st.one_of(
+        _number(0, facts["age_years"]), _number(0, 120))))
     # Drop some fields entirely: absent and null must behave alike.
     drop = draw(st.sets(st.sampled_from(sorted(k for k in facts if k != "age_years"))))
     return {k: v for k, v in facts.items() if k not in drop}

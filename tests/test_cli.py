@@ -1,4 +1,4 @@
-"""The all-rules command line: outputs, exit codes (SPEC §4), errors on stderr."""
+"""The all-rules command line: outputs, exit codes (docs/cli.md), errors on stderr."""
 
 from __future__ import annotations
 

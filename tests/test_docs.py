@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import re
 
+import pytest
+
 from all_rules import Guideline
 from all_rules._describe import catalogue_markdown
+from all_rules._gendocs import pages
 
 from .conftest import ROOT
 
@@ -34,6 +37,32 @@ def test_catalogue_page_is_current() -> None:
     actual = (ROOT / "docs" / "catalogue.md").read_text(encoding="utf-8")
     hint = "regenerate: all-rules rules list --format markdown > docs/catalogue.md"
     assert actual == expected, hint
+
+
+@pytest.mark.parametrize("name", ["traceability.md", "facts.md", "output.md", "catalogue.md"])
+def test_generated_page_is_current(name: str) -> None:
+    """docs/traceability.md, facts.md, output.md (and catalogue.md) equal what the rulesets,
+    statements, cases and models give now."""
+    expected = pages(Guideline.default().ruleset)[name]
+    actual = (ROOT / "docs" / name).read_text(encoding="utf-8")
+    assert actual == expected, f"regenerate: python -m all_rules._gendocs ({name} is stale)"
+
+
+def test_docs_cite_no_document_outside_the_repository() -> None:
+    """Code, docs, tests and rulesets point to docs/, never to the original SPEC or to
+    ../shared (users do not have them). A shipped earlier release (rulesets/releases/) is
+    kept byte for byte as it was released, and is not searched."""
+    offenders = []
+    for folder in ("all_rules", "docs", "tests", "rulesets"):
+        for path in sorted((ROOT / folder).rglob("*")):
+            if (path.suffix not in {".py", ".md", ".yaml"} or ".venv" in path.parts
+                    or "releases" in path.relative_to(ROOT).parts):
+                continue
+            for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+                if (re.search(r"\bSPEC\b|shared/seeds|DURABLE_NOTES|\.\./shared", line)
+                        and path.name != "test_docs.py"):
+                    offenders.append(f"{path.relative_to(ROOT)}:{number}: {line.strip()}")
+    assert offenders == []
 
 
 def test_readme_states_the_two_commands() -> None:

@@ -1,4 +1,4 @@
-"""Pins of durable-rules 2.0.28 behaviour (shared/DURABLE_NOTES.md) that the engine relies on
+"""Pins of durable-rules 2.0.28 behaviour (docs/engine.md lists them) that the engine relies on
 or guards against. If an upgrade changes one of these, the guard it motivates must be
 revisited; these tests say which.
 
@@ -228,8 +228,8 @@ def _delete_after_assert(mode: str) -> subprocess.CompletedProcess[str]:
 
 def test_deleting_a_state_with_queued_unstarted_actions_crashes() -> None:
     """Deleting a state right after an assert that queued actions, before any action was
-    started, corrupts durable's heap (found here; not in DURABLE_NOTES): why the engine starts
-    an action before freeing a session cut short between an assert and its drain.
+    started, corrupts durable's heap (found here, not among the first measurements): why the
+    engine starts an action before freeing a session cut short between an assert and its drain.
 
     The corruption shows as SIGSEGV or SIGABRT depending on the heap's layout, and one
     deletion alone occasionally survives; 200 in a row, tried up to three times, do not.

@@ -82,12 +82,13 @@ def test_vincristine_is_capped_at_2_mg_for_a_large_adult(guideline: Guideline) -
 
 
 def test_backbone_without_bsa_has_no_computed_doses(guideline: Guideline) -> None:
-    """Without a BSA, doses stay per m² (dose null) and data.body_surface_area fires."""
+    """Without a BSA no dose is shown (which dose applies depends on it: per m², per kg
+    under 0.6 m², the adult pegaspargase dose) and data.body_surface_area fires."""
     assessment = guideline.assess({"age_years": 40})
     backbone = assessment.get("induction.four_drug_backbone")
     assert backbone is not None
-    assert backbone.doses is not None
-    assert all(d.dose is None for d in backbone.doses)
+    assert backbone.doses is None
+    assert "mg/m²" not in backbone.text
     assert "data.body_surface_area" in assessment.ids()
 
 

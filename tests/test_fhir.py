@@ -64,7 +64,7 @@ ADULT_PH = bundle(
 
 
 def test_bundle_maps_to_facts_with_provenance() -> None:
-    """Age from birthDate at the assessment date; LOINC quantities converted to the SPEC
+    """Age from birthDate at the assessment date; LOINC quantities converted to the fact
     units; ICD-O-3 9812/3 gives B lineage and Ph+; every fact names its resource."""
     mapped = facts_from_bundle(ADULT_PH, assessment_date=ON)
     facts = mapped.facts
@@ -89,7 +89,9 @@ def test_assessment_evidence_carries_the_source_resource() -> None:
     wbc = assessment.get("risk.wbc_b_over_30")
     assert wbc is not None
     sources = {e.fact: e.source for e in wbc.evidence}
-    assert sources == {"age_years": "Patient/p1", "lineage": "Condition/dx-1 (2026-11-20)",
+    # The adult criteria read the age at diagnosis, mapped from the ALL Condition's onset.
+    assert sources == {"diagnosis_age_years": "Condition/dx-1 (2026-11-20)",
+                       "lineage": "Condition/dx-1 (2026-11-20)",
                        "wbc_at_diagnosis_10e9_per_l": "Observation/wbc-1 (2026-11-20)"}
     assert '"source":"Observation/wbc-1 (2026-11-20)"' in assessment.to_json(indent=None)
     assert '"source"' not in plain.to_json(indent=None)

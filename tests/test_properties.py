@@ -14,7 +14,7 @@ from all_rules import Assessment, Guideline, synth
 from .strategies import patients
 
 GROUP_RANK = {"standard": 0, "provisional_standard": 0, "indeterminate": 1, "high": 2,
-              "very_high": 3}
+              "very_high": 3, "relapsed_refractory": 4}
 SETTINGS = settings(max_examples=300, deadline=None,
                     suppress_health_check=[HealthCheck.function_scoped_fixture])
 
@@ -65,6 +65,10 @@ def _worse(facts: dict[str, Any], change: str) -> dict[str, Any] | None:
     value = facts.get(fact)
     if not applies(value):
         return None
+    if change == "adult_age" and (facts.get("age_at_diagnosis_years") or 0) > value:
+        return None  # a contradicted age at diagnosis is unknown; growing older resolves it
+    if change == "cr" and facts.get("weeks_to_complete_remission") is not None:
+        return None  # no remission with a time to remission contradicts: both unknown
     return {**facts, fact: worsen(value)}
 
 

@@ -78,7 +78,8 @@ def test_cases_name_only_rules_of_their_file() -> None:
 
 
 def test_every_risk_group_is_reached_by_some_case() -> None:
-    """Each of the five groups is concluded by at least one case."""
+    """Each of the six groups is concluded by at least one case."""
     groups = {param.values[2].expect.risk_group for param in CASES}
     assert {g.value for g in groups} == {
-        "very_high", "high", "standard", "provisional_standard", "indeterminate"}
+        "very_high", "high", "standard", "provisional_standard", "indeterminate",
+        "relapsed_refractory"}

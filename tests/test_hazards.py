@@ -15,7 +15,6 @@ from all_rules._yaml import load_file
 from .conftest import ROOT
 
 HAZARDS = ROOT / "docs" / "safety" / "hazards.md"
-PENDING = "pending: FHIR branch"
 REQUIRED = ("HSCT", "dose", "TKI", "Unknown", "Contradictory", "drift", "FHIR")
 _PIN = re.compile(r"`((?:tests|rulesets)/[^`:]+)::([^`]+)`")
 
@@ -54,7 +53,7 @@ def pin_problems(text: str, root: Path = ROOT) -> list[str]:
     problems = []
     for hazard, control, pinned in _controls(text):
         pins = _PIN.findall(pinned)
-        if not pins and pinned != PENDING:
+        if not pins:
             problems.append(f"{hazard}: control '{control}' has no pinning test")
         for file, name in pins:
             path = root / file
@@ -78,18 +77,9 @@ def test_the_log_covers_the_required_hazards() -> None:
         assert any(word.lower() in h.lower() for h in headings), word
 
 
-def test_pending_controls_are_only_the_fhir_branchs() -> None:
-    """A pending pin is allowed only as the literal FHIR-branch marker (reported to the lead)."""
-    pending = [(h, c) for h, c, p in _controls(HAZARDS.read_text(encoding="utf-8"))
-               if "pending" in p.lower()]
-    assert all(p == PENDING for _, _, p in _controls(HAZARDS.read_text(encoding="utf-8"))
-               if "pending" in p.lower())
-    assert all("FHIR" in h or "FHIR" in c for h, c in pending)
-
-
 @pytest.mark.parametrize(("row", "problem"), [
     ("| A control | rule | |", "control 'A control' has no pinning test"),
-    ("| A control | rule | pending: someone else |", "control 'A control' has no pinning test"),
+    ("| A control | rule | pending: FHIR branch |", "control 'A control' has no pinning test"),
     ("| A control | rule | `tests/test_hazards.py::test_nothing_here` |",
      "tests/test_hazards.py has no 'test_nothing_here'"),
     ("| A control | rule | `tests/test_absent.py::test_x` |", "no file tests/test_absent.py"),

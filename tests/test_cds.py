@@ -22,6 +22,7 @@ uvicorn = pytest.importorskip("uvicorn")
 from cryptography.hazmat.primitives.asymmetric import ec, rsa  # noqa: E402
 
 from all_rules import assess  # noqa: E402
+from all_rules._fhir_select import AT_DIAGNOSIS  # noqa: E402
 from all_rules.cds import ServiceSettings, create_app  # noqa: E402
 
 from .conftest import FIXTURES  # noqa: E402
@@ -359,12 +360,19 @@ def bundle_for(facts: dict[str, Any], on: Any) -> dict[str, Any]:
     import datetime as dt
 
     born = on - dt.timedelta(days=round(facts["age_years"] * 365.25))
+    # The diagnosis date follows from the age at diagnosis; facts defined at diagnosis are
+    # dated then (the mapping reads them nearest the diagnosis), the others today.
+    diagnosed = born + dt.timedelta(days=round(
+        facts.get("age_at_diagnosis_years", facts["age_years"]) * 365.25))
     resources: list[dict[str, Any]] = []
 
-    def coded(ident: str, code: str, value_system: str, value: str) -> None:
+    def dated(name: str) -> str:
+        return (diagnosed if name in AT_DIAGNOSIS else on).isoformat()
+
+    def coded(ident: str, code: str, value_system: str, value: str, fact: str) -> None:
         resources.append({"resourceType": "Observation", "id": ident, "status": "final",
                           "code": {"coding": [{"system": LOCAL, "code": code}]},
-                          "effectiveDateTime": on.isoformat(),
+                          "effectiveDateTime": dated(fact),
                           "subject": {"reference": "Patient/p1"},
                           "valueCodeableConcept": {"coding": [{"system": value_system,
                                                                "code": value}]}})
@@ -374,20 +382,20 @@ def bundle_for(facts: dict[str, Any], on: Any) -> dict[str, Any]:
             code, unit = _QUANTITIES[name]
             system = LOCAL if not code[0].isdigit() else "http://loinc.org"
             resources.append(observation(name.replace("_", "-"), code, value, unit,
-                                         system=system, when=on.isoformat(),
+                                         system=system, when=dated(name),
                                          subject="Patient/p1"))
         elif name in _CODED:
-            coded(name.replace("_", "-"), _CODED[name], LOCAL, value)
+            coded(name.replace("_", "-"), _CODED[name], LOCAL, value, name)
         elif name in _BOOLEANS:
             coded(name.replace("_", "-"), name, "http://snomed.info/sct",
-                  "373066001" if value else "373067005")
+                  "373066001" if value else "373067005", name)
         elif name == "ph_status":
             coded("bcr-abl1", "bcr-abl1", "http://snomed.info/sct",
-                  "10828004" if value == "positive" else "260385009")
+                  "10828004" if value == "positive" else "260385009", name)
         elif name == "lineage":
             resources.append({"resourceType": "Condition", "id": "dx",
                               "subject": {"reference": "Patient/p1"},
-                              "onsetDateTime": on.isoformat(),
+                              "onsetDateTime": diagnosed.isoformat(),
                               "code": {"coding": [{
                                   "system": "http://ncicb.nci.nih.gov/xml/owl/EVS/Thesaurus.owl",
                                   "code": "C8644" if value == "B" else "C3183"}]}})
@@ -418,8 +426,6 @@ def test_worked_example_cards_equal_the_assessment(institution_server: str, name
     facts = json.loads((EXAMPLES / f"{name}.json").read_text())
     facts.pop("plan", None)
     facts.pop("sex", None)
-    # Not yet carried by the test bundle (the FHIR mapping derives it from the Condition).
-    facts.pop("age_at_diagnosis_years", None)
     today = dt.datetime.now(dt.UTC).date()
     request = hook_request("patient-view", bundle_for(facts, today))
     response = call(institution_server, "/cds-services/all-rules-patient-view", request)

@@ -19,7 +19,15 @@ CODE_MAP = Path(__file__).with_name("fhir_codes.yaml")
 
 
 class FhirMappingError(AllRulesError, ValueError):
-    """The Bundle cannot be read at all; ``problems`` names each resource at fault."""
+    """The Bundle cannot be read at all; ``problems`` names each resource at fault.
+
+    When the resources could be read before the fault (e.g. a Patient without a full birth
+    date), ``has_all_diagnosis`` and ``rejected_diagnoses`` say what the diagnosis gate saw
+    (as on :class:`FhirFacts`); otherwise ``has_all_diagnosis`` is None (not known).
+    """
+
+    has_all_diagnosis: bool | None = None
+    rejected_diagnoses: tuple[Unmapped, ...] = ()
 
     def __init__(self, problems: list[str]) -> None:
         self.problems = problems

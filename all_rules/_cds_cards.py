@@ -109,8 +109,12 @@ def reports_card(hook_instance: str, unmapped: Iterable[Unmapped], undetermined:
 
 
 def phase_specific(item: Recommendation) -> bool:
-    """The item belongs to a treatment phase, or rests on the ``phase`` fact."""
-    return item.phase.value != "any" or any(e.fact == "phase" for e in item.evidence)
+    """Whether the item rests on the treatment phase: its evidence uses ``phase`` (it fired
+    because of the phase value), or it is advice for one phase (not ``any``). A plan alert
+    that does not test the phase — a dose cap — holds in every phase and is not."""
+    if any(e.fact == "phase" for e in item.evidence):
+        return True
+    return item.phase.value != "any" and item.kind.value != "alert"
 
 
 def phase_card(hook_instance: str, unmapped: Iterable[Unmapped], withheld: list[str],

@@ -111,8 +111,7 @@ def test_remission_status_is_still_an_all_patient(server: str) -> None:
     assert topics(response.json()["cards"])
 
 
-def test_order_sign_audits_only_patients_with_all(server: str) -> None:
-    draft = {"resourceType": "Bundle", "type": "collection", "entry": [{"resource": {
+VINCRISTINE_2_5_MG = {"resourceType": "Bundle", "type": "collection", "entry": [{"resource": {
         "resourceType": "MedicationRequest", "id": "mr-1", "status": "draft",
         "intent": "order", "subject": {"reference": "Patient/p1"},
         "medicationCodeableConcept": {"coding": [{
@@ -120,6 +119,10 @@ def test_order_sign_audits_only_patients_with_all(server: str) -> None:
         "dosageInstruction": [{"doseAndRate": [{"doseQuantity": {
             "value": 2.5, "unit": "mg", "system": "http://unitsofmeasure.org",
             "code": "mg"}}]}]}}]}
+
+
+def test_order_sign_audits_only_patients_with_all(server: str) -> None:
+    draft = VINCRISTINE_2_5_MG
     flagged = call(server, ORDER_SIGN, hook_request("order-sign", chart(), draftOrders=draft))
     assert "audit.vincristine_dose" in topics(flagged.json()["cards"])
     resolved = chart(**status("resolved"))
@@ -241,3 +244,15 @@ def test_in_remission_without_a_phase_withholds_phase_specific_advice(server: st
     cards = call(server, PATIENT_VIEW,
                  hook_request("patient-view", not_in_remission)).json()["cards"]
     assert own(cards) == []
+
+
+def test_phase_undetermined_keeps_plan_alerts_that_hold_in_every_phase(server: str) -> None:
+    """order-sign for a patient in remission without a phase: the vincristine cap alert does
+    not rest on the phase and is still given, after the phase warning."""
+    record = chart(code="C91.01", system=ICD10CM)
+    response = call(server, ORDER_SIGN, hook_request("order-sign", record,
+                                                     draftOrders=VINCRISTINE_2_5_MG))
+    cards = response.json()["cards"]
+    (warning,) = own(cards)
+    assert "phase not determined" in warning["summary"]
+    assert "audit.vincristine_dose" in topics(cards)

@@ -22,12 +22,13 @@ class FhirMappingError(AllRulesError, ValueError):
     """The Bundle cannot be read at all; ``problems`` names each resource at fault.
 
     When the resources could be read before the fault (e.g. a Patient without a full birth
-    date), ``has_all_diagnosis`` and ``rejected_diagnoses`` say what the diagnosis gate saw
-    (as on :class:`FhirFacts`); otherwise ``has_all_diagnosis`` is None (not known).
+    date), ``has_all_diagnosis``, ``rejected_diagnoses`` and ``incomplete`` say what the
+    diagnosis gate saw (as on ``FhirFacts``); otherwise ``has_all_diagnosis`` is None.
     """
 
     has_all_diagnosis: bool | None = None
     rejected_diagnoses: tuple[Unmapped, ...] = ()
+    incomplete: bool = False
 
     def __init__(self, problems: list[str]) -> None:
         self.problems = problems

@@ -358,7 +358,7 @@ class _Service:
                                        assessment_date=dt.datetime.now(dt.UTC).date(),
                                        code_map=self.code_map, extra=extra)
         except FhirMappingError as error:
-            if error.has_all_diagnosis is False:
+            if error.has_all_diagnosis is False and not error.incomplete:
                 audit["outcome"] = "no_active_all_diagnosis"
                 return self.closed_gate(hook_instance, only_alerts, error.rejected_diagnoses,
                                         None, False)

@@ -237,6 +237,7 @@ def facts_from_bundle(bundle: Mapping[str, Any], *, assessment_date: dt.date,
     except FhirMappingError as error:  # what the gate saw, for a caller that must decide
         error.has_all_diagnosis = bool(record.diagnoses)
         error.rejected_diagnoses = tuple(record.rejected)
+        error.incomplete = record.incomplete
         raise
     diagnosis, carried = _diagnosis(record)
     chosen = choose(record.candidates, on=assessment_date,

@@ -256,3 +256,26 @@ def test_phase_undetermined_keeps_plan_alerts_that_hold_in_every_phase(server: s
     (warning,) = own(cards)
     assert "phase not determined" in warning["summary"]
     assert "audit.vincristine_dose" in topics(cards)
+
+
+def test_unreadable_patient_follows_the_gate(server: str) -> None:
+    """A Patient without a full birth date cannot be mapped: for an ALL patient a warning
+    says so; without an ALL Condition there is no card (the service does not apply), unless
+    the record may be incomplete; with only a resolved one, the info card."""
+    def request(record: dict[str, Any]) -> dict[str, Any]:
+        made = hook_request("patient-view", record)
+        made["prefetch"]["patient"]["birthDate"] = "1984-03"
+        return made
+
+    (card,) = call(server, PATIENT_VIEW, request(chart())).json()["cards"]
+    assert "could not be read completely" in card["summary"]
+    without = request(chart())
+    without["prefetch"]["conditions"]["entry"] = []
+    assert call(server, PATIENT_VIEW, without).json()["cards"] == []
+    without["prefetch"]["conditions"]["link"] = [
+        {"relation": "next", "url": "https://fhir.example.org/Condition?page=2"}]
+    (card,) = call(server, PATIENT_VIEW, without).json()["cards"]
+    assert card["indicator"] == "warning"
+    (card,) = call(server, PATIENT_VIEW,
+                   request(chart(**status("resolved")))).json()["cards"]
+    assert card["indicator"] == "info"

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -279,3 +280,24 @@ def test_unreadable_patient_follows_the_gate(server: str) -> None:
     (card,) = call(server, PATIENT_VIEW,
                    request(chart(**status("resolved")))).json()["cards"]
     assert card["indicator"] == "info"
+
+
+def test_record_warnings_put_no_resource_or_value_in_the_log(
+        server: str, caplog: pytest.LogCaptureFixture) -> None:
+    """The audit line says the record was incomplete and which items were withheld (rule
+    ids), never the resources or values the warning cards name."""
+    caplog.set_level("INFO", logger="all_rules.cds")
+    stone = observation("weight-2", "29463-7", 13, "[stone_av]")
+    request = hook_request("patient-view", chart(stone, code="C91.01", system=ICD10CM))
+    request["prefetch"]["observations"]["link"] = [
+        {"relation": "next", "url": "https://fhir.example.org/Observation?page=2"}]
+    cards = call(server, PATIENT_VIEW, request).json()["cards"]
+    assert len(own(cards)) == 3  # incomplete, phase, values not used
+    lines = [r.getMessage() for r in caplog.records if r.name == "all_rules.cds"]
+    (line,) = [json.loads(r) for r in lines if '"withheld"' in r]
+    assert line["incomplete"] is True
+    assert line["withheld"]
+    for text in lines:
+        for secret in ("weight-2", "Observation/", "Condition/", "stone", "fhir.example.org",
+                       '"p1"', "1984-03-02"):
+            assert secret not in text

@@ -57,7 +57,14 @@ from ._cds_input import (
 )
 from ._guideline import Guideline
 from ._orders import OrderCodes, plan_from_orders
-from .fhir import CodeMap, FhirFacts, FhirMappingError, facts_from_bundle, with_provenance
+from .fhir import (
+    CodeMap,
+    FhirFacts,
+    FhirMappingError,
+    Unmapped,
+    facts_from_bundle,
+    with_provenance,
+)
 from .output import Assessment, Recommendation
 
 __all__ = ["ServiceSettings", "create_app"]
@@ -323,7 +330,7 @@ class _Service:
                 entries.append({"resource": {**search, "id": search.get("id") or key}})
         return {"resourceType": "Bundle", "type": "collection", "entry": entries}
 
-    def closed_gate(self, hook_instance: str, only_alerts: bool, rejected: tuple[Any, ...],
+    def closed_gate(self, hook_instance: str, only_alerts: bool, rejected: tuple[Unmapped, ...],
                     mapped: FhirFacts | None, ordered: bool) -> list[dict[str, Any]]:
         """The answer for a record without an active ALL diagnosis: nothing; one info card
         (patient-view) when its ALL Conditions are all inactive or unconfirmed; a warning

@@ -8,6 +8,7 @@ from __future__ import annotations
 import copy
 import datetime as dt
 import json
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -293,8 +294,14 @@ def test_record_warnings_put_no_resource_or_value_in_the_log(
         {"relation": "next", "url": "https://fhir.example.org/Observation?page=2"}]
     cards = call(server, PATIENT_VIEW, request).json()["cards"]
     assert len(own(cards)) == 3  # incomplete, phase, values not used
-    lines = [r.getMessage() for r in caplog.records if r.name == "all_rules.cds"]
-    (line,) = [json.loads(r) for r in lines if '"withheld"' in r]
+    deadline = time.monotonic() + 10  # the audit line is written as the response ends
+    while True:
+        lines = [r.getMessage() for r in caplog.records if r.name == "all_rules.cds"]
+        found = [json.loads(r) for r in lines if '"withheld"' in r]
+        if found or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    (line,) = found
     assert line["incomplete"] is True
     assert line["withheld"]
     for text in lines:

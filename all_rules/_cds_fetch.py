@@ -97,7 +97,10 @@ async def fetch_missing(base: str, patient_id: str, keys: list[str], access_toke
                         limits: FetchLimits) -> dict[str, Any]:
     """The missing prefetch values, fetched from the trusted ``base``.
 
-    Raises FetchError when any of them cannot be fetched completely.
+    A search is followed page by page (``link.next`` within the base) up to
+    ``limits.max_pages``; a search cut there keeps its unfollowed ``next`` link, so the
+    mapping reports the record as incomplete. Raises FetchError when a page cannot be
+    fetched or a ``next`` link leaves the base.
     """
     import httpx
 
@@ -119,6 +122,7 @@ async def fetch_missing(base: str, patient_id: str, keys: list[str], access_toke
                 url = f"{base}/{searches[key]}"
                 params: Mapping[str, str] | None = {"patient": patient_id}
                 entries: list[Any] = []
+                cut: list[dict[str, str]] = []
                 for _ in range(limits.max_pages):
                     page = await _get_json(client, url, params, headers, limits, key)
                     if not isinstance(page, Mapping) or \
@@ -136,8 +140,8 @@ async def fetch_missing(base: str, patient_id: str, keys: list[str], access_toke
                         raise FetchError(f"{key}: the next page is not on the configured "
                                          "FHIR server; not followed")
                     url, params = following, None
-                else:
-                    raise FetchError(f"{key}: more than {limits.max_pages} pages")
+                else:  # the page cap: the next page stays unfollowed, and says so
+                    cut.append({"relation": "next", "url": url})
                 found[key] = {"resourceType": "Bundle", "type": "searchset",
-                              "entry": entries}
+                              "entry": entries, "link": cut}
     return found

@@ -19,7 +19,16 @@ CODE_MAP = Path(__file__).with_name("fhir_codes.yaml")
 
 
 class FhirMappingError(AllRulesError, ValueError):
-    """The Bundle cannot be read at all; ``problems`` names each resource at fault."""
+    """The Bundle cannot be read at all; ``problems`` names each resource at fault.
+
+    When the resources could be read before the fault (e.g. a Patient without a full birth
+    date), ``has_all_diagnosis``, ``rejected_diagnoses`` and ``incomplete`` say what the
+    diagnosis gate saw (as on ``FhirFacts``); otherwise ``has_all_diagnosis`` is None.
+    """
+
+    has_all_diagnosis: bool | None = None
+    rejected_diagnoses: tuple[Unmapped, ...] = ()
+    incomplete: bool = False
 
     def __init__(self, problems: list[str]) -> None:
         self.problems = problems

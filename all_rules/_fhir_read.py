@@ -71,6 +71,8 @@ class Record:
     orders: list[Mapping[str, Any]] = attrs.Factory(list)
     unmapped: list[Unmapped] = attrs.Factory(list)
     incomplete: bool = False
+    rejected: list[Unmapped] = attrs.Factory(list)
+    """ALL Conditions not used as the diagnosis because of their status, and why."""
 
 
 def parse_when(text: Any) -> When:
@@ -290,17 +292,16 @@ def condition(resource: Mapping[str, Any], ref: str, codes: CodeMap, record: Rec
                          codings(resource.get("verificationStatus"))), None)
     clinical = next((str(c.get("code")) for c in codings(resource.get("clinicalStatus"))),
                     None)
+    why = None
     if verification in REFUTED:
-        record.unmapped.append(Unmapped(ref, f"verification status {verification!r} "
-                                             "excludes it"))
-        return
-    if verification in UNCONFIRMED:
-        record.unmapped.append(Unmapped(ref, f"verification status {verification!r}: not a "
-                                             "confirmed diagnosis"))
-        return
-    if clinical in NOT_CURRENT:
-        record.unmapped.append(Unmapped(ref, f"clinical status {clinical!r}: not the current "
-                                             "diagnosis"))
+        why = f"verification status {verification!r} excludes it"
+    elif verification in UNCONFIRMED:
+        why = f"verification status {verification!r}: not a confirmed diagnosis"
+    elif clinical in NOT_CURRENT:
+        why = f"clinical status {clinical!r}: not the current diagnosis"
+    if why is not None:
+        record.unmapped.append(Unmapped(ref, why))
+        record.rejected.append(Unmapped(ref, why))
         return
     when: When | None = None
     period = resource.get("onsetPeriod")

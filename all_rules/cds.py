@@ -5,7 +5,8 @@ uvicorn (``_cds_serve``). A call goes through named steps: authenticate the sign
 (``_cds_auth``) unless in the loud insecure mode for local trials; read the body within its
 size and time limits; parse the request; check the prefetch's shape and that every resource
 is ``context.patientId``'s (``_cds_input``); fetch what is missing, only from a FHIR server
-configured for the caller (``_cds_fetch``); apply the ALL diagnosis gate; map and assess.
+configured for the caller (``_cds_fetch``); map the record (``fhir``), whose result is the
+ALL diagnosis gate; assess, and say what the mapping reported (``_cds_cards``).
 Each call writes one audit line (JSON) with endpoint, service, hook, outcome, status, timing
 and ruleset digest — never names, identifiers, values or card text (docs/security.md).
 """
@@ -36,8 +37,18 @@ from starlette.routing import Route
 from ._cds_audit import AuditMiddleware, HeaderLimit, IssuedCards
 from ._cds_audit import error_response as _error
 from ._cds_auth import AuthError, Verifier
+from ._cds_cards import (
+    CARD_NAMESPACE,
+    incomplete_card,
+    no_diagnosis_card,
+    phase_card,
+    phase_specific,
+    problem_card,
+    reports_card,
+)
 from ._cds_fetch import FetchError, FetchLimits, fetch_missing, normalized_base, trusted_base
 from ._cds_input import (
+    SEARCHES,
     UnusableInputError,
     check_draft_orders,
     check_prefetch,
@@ -46,7 +57,14 @@ from ._cds_input import (
 )
 from ._guideline import Guideline
 from ._orders import OrderCodes, plan_from_orders
-from .fhir import CodeMap, FhirMappingError, facts_from_bundle, with_provenance
+from .fhir import (
+    CodeMap,
+    FhirFacts,
+    FhirMappingError,
+    Unmapped,
+    facts_from_bundle,
+    with_provenance,
+)
 from .output import Assessment, Recommendation
 
 __all__ = ["ServiceSettings", "create_app"]
@@ -70,7 +88,6 @@ SERVICES = {
                        "irradiation, transplant) against the guideline.",
         "prefetch": _PREFETCH, "usageRequirements": _USAGE},
 }
-_CARD_NAMESPACE = uuid.UUID("6d1c8e0e-4a8f-4b7e-9f43-8a1f0e2d5c11")
 
 
 class ServiceSettings(BaseModel):
@@ -150,15 +167,16 @@ def _detail(item: Recommendation) -> str:
 
 
 def cards(assessment: Assessment, hook_instance: str, docs_url: str,
-          only_alerts: bool) -> list[dict[str, Any]]:
-    """The assessment's items as CDS Hooks cards (order-sign: the plan alerts only)."""
+          only_alerts: bool, withhold: frozenset[str] = frozenset()) -> list[dict[str, Any]]:
+    """The assessment's items as CDS Hooks cards (order-sign: the plan alerts only), but
+    those in ``withhold``."""
     label = f"all-rules {assessment.ruleset.name} {assessment.ruleset.version}"
     result = []
     for item in assessment.recommendations:
-        if only_alerts and item.kind.value != "alert":
+        if (only_alerts and item.kind.value != "alert") or item.id in withhold:
             continue
         result.append({
-            "uuid": str(uuid.uuid5(_CARD_NAMESPACE, f"{hook_instance}:{item.id}")),
+            "uuid": str(uuid.uuid5(CARD_NAMESPACE, f"{hook_instance}:{item.id}")),
             "summary": _summary(item),
             "detail": _detail(item),
             "indicator": item.severity.value,
@@ -168,68 +186,6 @@ def cards(assessment: Assessment, hook_instance: str, docs_url: str,
                        "type": "absolute"}],
         })
     return result
-
-
-_ACTIVE = {"active", "recurrence", "relapse"}
-
-
-def _codes(concept: object) -> set[tuple[str, str]]:
-    if not isinstance(concept, Mapping) or not isinstance(concept.get("coding"), list):
-        return set()
-    return {(str(c.get("system", "")), str(c.get("code", ""))) for c in concept["coding"]
-            if isinstance(c, Mapping)}
-
-
-def _all_diagnosis_conditions(conditions: list[Mapping[str, Any]],
-                              code_map: CodeMap) -> list[Mapping[str, Any]]:
-    """Conditions coded as ALL: a code the code map reads into ``lineage`` (B or T ALL)."""
-    diagnosis = {key for key, facts in code_map.conditions.items() if "lineage" in facts}
-    return [c for c in conditions
-            if isinstance(c, Mapping) and _codes(c.get("code")) & diagnosis]
-
-
-def _has_active_all_condition(conditions: list[Mapping[str, Any]], code_map: CodeMap) -> bool:
-    """Whether the record has an active, confirmed ALL diagnosis.
-
-    A Condition coded as ALL counts when its ``clinicalStatus`` is active, recurrence or
-    relapse (or absent: the Condition is then read as current), and its
-    ``verificationStatus`` is confirmed (or absent). Resolved, remission and inactive
-    diagnoses, and provisional, differential, unconfirmed, refuted and entered-in-error ones
-    do not count.
-    """
-    for condition in _all_diagnosis_conditions(conditions, code_map):
-        clinical = {code for _, code in _codes(condition.get("clinicalStatus"))}
-        verification = {code for _, code in _codes(condition.get("verificationStatus"))}
-        if condition.get("clinicalStatus") is not None and not clinical & _ACTIVE:
-            continue
-        if condition.get("verificationStatus") is not None and "confirmed" not in verification:
-            continue
-        return True
-    return False
-
-
-def _problem_card(hook_instance: str, problems: list[str],
-                  settings: ServiceSettings) -> dict[str, Any]:
-    return {
-        "uuid": str(uuid.uuid5(_CARD_NAMESPACE, f"{hook_instance}:(mapping)")),
-        "summary": "ALL guideline not assessed: the record could not be read completely",
-        "detail": "The patient's record could not be mapped to the guideline's facts, so no "
-                  "recommendation is given:\n\n" + "\n".join(f"- {p}" for p in problems),
-        "indicator": "warning",
-        "source": {"label": "all-rules", "url": settings.docs_url},
-    }
-
-
-def _no_diagnosis_card(hook_instance: str, settings: ServiceSettings) -> dict[str, Any]:
-    return {
-        "uuid": str(uuid.uuid5(_CARD_NAMESPACE, f"{hook_instance}:(no-active-diagnosis)")),
-        "summary": "ALL guideline not applied: no active, confirmed ALL diagnosis on record",
-        "detail": "The record has an acute lymphoblastic leukemia Condition, but none that is "
-                  "both active (clinicalStatus active, recurrence or relapse) and confirmed, "
-                  "so no ALL treatment recommendation is given.",
-        "indicator": "info",
-        "source": {"label": "all-rules", "url": settings.docs_url},
-    }
 
 
 _FEEDBACK_OUTCOMES = {"accepted", "overridden"}
@@ -333,12 +289,13 @@ class _Service:
             raise _RefusedError(400, error.code, f"prefetch refused: {error}") from None
 
     async def complete(self, hook_request: _Request, issuer: str | None,
-                       found: dict[str, list[Mapping[str, Any]]]
-                       ) -> dict[str, list[Mapping[str, Any]]]:
-        """The prefetch, with what is missing fetched from a trusted FHIR server (or 412)."""
+                       prefetch: Mapping[str, Any], found: Mapping[str, Any]
+                       ) -> dict[str, Any]:
+        """The prefetch values (the Patient, the search Bundles as sent), with what is
+        missing fetched from a trusted FHIR server (or 412)."""
         missing = [key for key in _PREFETCH if key not in found]
         if not missing:
-            return found
+            return dict(prefetch)
         why = f"required prefetch missing: {', '.join(missing)}"
         if hook_request.fhirServer is None:
             raise _RefusedError(412, "prefetch_missing",
@@ -359,22 +316,40 @@ class _Service:
         except TimeoutError:
             raise _RefusedError(412, "fhir_server_failed", "could not fetch from fhirServer: "
                                 "deadline exceeded") from None
-        return {**found, **self.resources(fetched, patient_id, fetched=True)}
+        self.resources(fetched, patient_id, fetched=True)
+        return {**prefetch, **fetched}
 
-    def assess(self, service_id: str, hook_request: _Request,
-               found: Mapping[str, list[Mapping[str, Any]]], audit: dict[str, Any]
-               ) -> list[dict[str, Any]]:
+    @staticmethod
+    def record(values: Mapping[str, Any]) -> dict[str, Any]:
+        """The Bundle the mapping reads: the Patient and each search Bundle as a whole, so
+        the mapping sees their unfollowed ``next`` links and OperationOutcomes."""
+        entries: list[dict[str, Any]] = [{"resource": values["patient"]}]
+        for key in SEARCHES:
+            search = values.get(key)
+            if isinstance(search, Mapping):  # checked: a Bundle of the patient's resources
+                entries.append({"resource": {**search, "id": search.get("id") or key}})
+        return {"resourceType": "Bundle", "type": "collection", "entry": entries}
+
+    def closed_gate(self, hook_instance: str, only_alerts: bool, rejected: tuple[Unmapped, ...],
+                    mapped: FhirFacts | None, ordered: bool) -> list[dict[str, Any]]:
+        """The answer for a record without an active ALL diagnosis: nothing; one info card
+        (patient-view) when its ALL Conditions are all inactive or unconfirmed; a warning
+        when the record may be incomplete (patient-view, or order-sign with ALL orders)."""
+        docs = self.settings.docs_url
+        if mapped is not None and mapped.incomplete and (ordered or not only_alerts):
+            return [incomplete_card(hook_instance, mapped.unmapped, docs, diagnosed=False)]
+        if rejected and not only_alerts:
+            return [no_diagnosis_card(hook_instance, rejected, docs)]
+        return []
+
+    def assess(self, service_id: str, hook_request: _Request, values: Mapping[str, Any],
+               audit: dict[str, Any]) -> list[dict[str, Any]]:
         """The cards for a checked request (runs in a worker thread)."""
         hook_instance = str(hook_request.hookInstance)
         only_alerts = hook_request.hook == "order-sign"
-        conditions = list(found.get("conditions", []))
-        if not _has_active_all_condition(conditions, self.code_map):
-            audit["outcome"] = "no_active_all_diagnosis"
-            coded = _all_diagnosis_conditions(conditions, self.code_map)
-            return [_no_diagnosis_card(hook_instance, self.settings)] \
-                if coded and not only_alerts else []
         extra: dict[str, Any] = {}
         provenance_extra: dict[str, str] = {}
+        problems: list[str] = []
         if only_alerts:
             draft = hook_request.context.get("draftOrders")
             try:
@@ -383,26 +358,58 @@ class _Service:
             except _MAPPING_FAULTS as error:
                 raise _RefusedError(400, "invalid_request", "context.draftOrders could not be read "
                                     f"({type(error).__name__})") from None
-            if problems:
-                audit["outcome"] = "unmappable"
-                return [_problem_card(hook_instance, problems, self.settings)]
-            extra["plan"] = plan
-        entries = [{"resource": r} for key in ("patient", "observations", "conditions")
-                   for r in found.get(key, [])]
-        bundle = {"resourceType": "Bundle", "type": "collection", "entry": entries}
+            if not problems:
+                extra["plan"] = plan
         try:
-            mapped = facts_from_bundle(bundle, assessment_date=dt.datetime.now(dt.UTC).date(),
+            mapped = facts_from_bundle(self.record(values),
+                                       assessment_date=dt.datetime.now(dt.UTC).date(),
                                        code_map=self.code_map, extra=extra)
         except FhirMappingError as error:
+            if error.has_all_diagnosis is False and not error.incomplete:
+                audit["outcome"] = "no_active_all_diagnosis"
+                return self.closed_gate(hook_instance, only_alerts, error.rejected_diagnoses,
+                                        None, False)
             audit["outcome"] = "unmappable"
-            return [_problem_card(hook_instance, error.problems, self.settings)]
+            return [problem_card(hook_instance, error.problems, self.settings.docs_url)]
         except _MAPPING_FAULTS as error:
             raise _RefusedError(400, "invalid_request", "the prefetch could not be read "
                                 f"({type(error).__name__})") from None
+        if not mapped.has_all_diagnosis:
+            audit["outcome"] = "no_active_all_diagnosis"
+            return self.closed_gate(hook_instance, only_alerts, mapped.rejected_diagnoses,
+                                    mapped, bool(problems or extra.get("plan")))
+        if problems:
+            audit["outcome"] = "unmappable"
+            return [problem_card(hook_instance, problems, self.settings.docs_url)]
         assessment = self.guideline.assess(mapped.facts)
         assessment = with_provenance(assessment, {**mapped.provenance, **provenance_extra})
         audit.update(outcome="cards", fired=assessment.ids())
-        return cards(assessment, hook_instance, self.settings.docs_url, only_alerts)
+        withheld: list[str] = []
+        if "phase" in mapped.undetermined:  # the facts hold the default phase, not the record's
+            withheld = [i.id for i in assessment.recommendations if phase_specific(i)
+                        and (not only_alerts or i.kind.value == "alert")]
+        audit.update(withheld=withheld, incomplete=mapped.incomplete)
+        return self.notes(hook_instance, mapped, only_alerts, withheld) + \
+            cards(assessment, hook_instance, self.settings.docs_url, only_alerts,
+                  withhold=frozenset(withheld))
+
+    def notes(self, hook_instance: str, mapped: FhirFacts, only_alerts: bool,
+              withheld: list[str]) -> list[dict[str, Any]]:
+        """The warnings on the record that come before the guideline's cards: incomplete
+        record, phase undetermined (both hooks), values not used (patient-view)."""
+        docs = self.settings.docs_url
+        found: list[dict[str, Any]] = []
+        if mapped.incomplete:
+            found.append(incomplete_card(hook_instance, mapped.unmapped, docs, diagnosed=True))
+        phase = "phase" in mapped.undetermined
+        if phase:
+            found.append(phase_card(hook_instance, mapped.unmapped, withheld, docs))
+        if not only_alerts:
+            reports = reports_card(hook_instance, mapped.unmapped, mapped.undetermined, docs,
+                                   skip=frozenset({"phase"}) if phase else frozenset())
+            if reports is not None:
+                found.append(reports)
+        return found
 
     # -- endpoints -----------------------------------------------------------------------
     def respond(self, payload: Any) -> JSONResponse:
@@ -439,8 +446,8 @@ class _Service:
                 check_draft_orders(hook_request.context.get("draftOrders"), patient_id)
             except UnusableInputError as error:
                 raise _RefusedError(400, error.code, f"draft orders refused: {error}") from None
-        found = await self.complete(hook_request, issuer, checked)
-        result = await anyio.to_thread.run_sync(self.assess, service_id, hook_request, found,
+        values = await self.complete(hook_request, issuer, prefetch, checked)
+        result = await anyio.to_thread.run_sync(self.assess, service_id, hook_request, values,
                                                 audit, limiter=self.assessing)
         self.issued.add(service_id, result)
         audit["cards"] = len(result)

@@ -66,6 +66,9 @@ class FhirFacts:
     undetermined: frozenset[str] = frozenset()
     """Facts the record speaks of but that were left unknown (a conflict, a value not read)."""
     sources: Mapping[str, Source] = attrs.field(factory=dict)
+    rejected_diagnoses: tuple[Unmapped, ...] = ()
+    """ALL Conditions not used as the diagnosis (resolved, inactive, refuted, unconfirmed,
+    provisional, differential, entered-in-error), each with why; also in ``unmapped``."""
 
     @property
     def has_all_diagnosis(self) -> bool:
@@ -226,11 +229,17 @@ def facts_from_bundle(bundle: Mapping[str, Any], *, assessment_date: dt.date,
     code_map = code_map or default_map()
     windows = windows or Windows()
     record = _read(bundle, code_map)
-    birth = _birth(record, patient_class)
     try:
-        age = _age_years(birth, assessment_date)
-    except ValueError as error:
-        raise FhirMappingError([f"{record.patient_ref}: {error}"]) from None
+        birth = _birth(record, patient_class)
+        try:
+            age = _age_years(birth, assessment_date)
+        except ValueError as error:
+            raise FhirMappingError([f"{record.patient_ref}: {error}"]) from None
+    except FhirMappingError as error:  # what the gate saw, for a caller that must decide
+        error.has_all_diagnosis = bool(record.diagnoses)
+        error.rejected_diagnoses = tuple(record.rejected)
+        error.incomplete = record.incomplete
+        raise
     diagnosis, carried = _diagnosis(record)
     chosen = choose(record.candidates, on=assessment_date,
                     diagnosis_day=diagnosis.date if diagnosis else None, birth=birth,
@@ -264,7 +273,7 @@ def facts_from_bundle(bundle: Mapping[str, Any], *, assessment_date: dt.date,
     provenance = {fact: str(source) for fact, source in sources.items() if fact in values}
     provenance.update(plan_sources)
     return FhirFacts(facts, provenance, tuple(unmapped), diagnosis, record.incomplete,
-                     frozenset(chosen.undetermined), sources)
+                     frozenset(chosen.undetermined), sources, tuple(record.rejected))
 
 
 def _age_at_diagnosis(diagnosis: Diagnosis, birth: dt.date, on: dt.date,

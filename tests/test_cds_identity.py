@@ -10,9 +10,6 @@ import pytest
 
 pytest.importorskip("starlette")
 
-from all_rules.cds import _has_active_all_condition
-from all_rules.fhir import CodeMap
-
 from .test_cds import call, free_port, running, service
 from .test_cds import hook_request as _hook_request
 from .test_fhir import ADULT_PH
@@ -131,27 +128,6 @@ def _condition(**fields: Any) -> dict[str, Any]:
 def _status(system: str, code: str) -> dict[str, Any]:
     return {"coding": [{"system": f"http://terminology.hl7.org/CodeSystem/{system}",
                         "code": code}]}
-
-
-CODE_MAP = CodeMap.load()
-
-
-@pytest.mark.parametrize(("fields", "active"), [
-    ({}, True),
-    ({"clinicalStatus": _status("condition-clinical", "active"),
-      "verificationStatus": _status("condition-ver-status", "confirmed")}, True),
-    ({"clinicalStatus": _status("condition-clinical", "relapse")}, True),
-    ({"clinicalStatus": _status("condition-clinical", "remission")}, False),
-    ({"clinicalStatus": _status("condition-clinical", "resolved")}, False),
-    ({"verificationStatus": _status("condition-ver-status", "provisional")}, False),
-    ({"verificationStatus": _status("condition-ver-status", "refuted")}, False),
-    ({"verificationStatus": _status("condition-ver-status", "entered-in-error")}, False),
-    ({"code": {"coding": [{"system": "http://snomed.info/sct", "code": "38341003"}]}}, False),
-])
-def test_active_all_condition(fields: dict[str, Any], active: bool) -> None:
-    """Only an ALL-coded Condition that is active (or without status) and confirmed (or
-    without verification) opens the gate; another diagnosis (hypertension) does not."""
-    assert _has_active_all_condition([_condition(**fields)], CODE_MAP) is active
 
 
 def _without_all(conditions: list[dict[str, Any]]) -> dict[str, Any]:

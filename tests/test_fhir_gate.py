@@ -10,7 +10,7 @@ import pytest
 
 pytest.importorskip("fhir.resources")
 
-from all_rules.fhir import facts_from_bundle
+from all_rules.fhir import FhirMappingError, facts_from_bundle
 
 from .test_fhir import SNOMED, bundle, diagnosis, observation
 
@@ -71,6 +71,21 @@ def test_which_conditions_pass_the_gate(fields: dict[str, Any], gate: bool) -> N
     if not gate:
         assert mapped.diagnosis is None
         assert [u.resource for u in mapped.unmapped] == ["Condition/dx"]
+    assert list(mapped.rejected_diagnoses) == ([] if gate else list(mapped.unmapped))
+
+
+def test_a_record_that_cannot_be_mapped_still_says_what_the_gate_saw() -> None:
+    partial = bundle(diagnosis(**status("resolved")), birth="1984-03")
+    with pytest.raises(FhirMappingError) as raised:
+        facts_from_bundle(partial, assessment_date=ON)
+    assert raised.value.has_all_diagnosis is False
+    assert [u.resource for u in raised.value.rejected_diagnoses] == ["Condition/dx"]
+    with pytest.raises(FhirMappingError) as raised:
+        facts_from_bundle(bundle(diagnosis(), birth="1984-03"), assessment_date=ON)
+    assert raised.value.has_all_diagnosis is True
+    with pytest.raises(FhirMappingError) as raised:
+        facts_from_bundle({"resourceType": "Bundle", "entry": []}, assessment_date=ON)
+    assert raised.value.has_all_diagnosis is None
 
 
 def test_a_record_without_all_is_mapped_but_says_so() -> None:

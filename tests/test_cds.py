@@ -26,7 +26,8 @@ from all_rules._fhir_select import AT_DIAGNOSIS  # noqa: E402
 from all_rules.cds import ServiceSettings, create_app  # noqa: E402
 
 from .conftest import FIXTURES  # noqa: E402
-from .test_fhir import ADULT_PH, observation  # noqa: E402
+from .test_fhir import CDS_ADULT_PH as ADULT_PH  # noqa: E402
+from .test_fhir import observation  # noqa: E402
 
 ISSUER = "https://ehr.example.org"
 EC_KEY = ec.generate_private_key(ec.SECP384R1())
@@ -329,7 +330,13 @@ def test_hook_logs_carry_no_patient_data(server: str,
                                          caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level("INFO", logger="all_rules.cds")
     call(server, "/cds-services/all-rules-patient-view", hook_request("patient-view", ADULT_PH))
-    records = [r.getMessage() for r in caplog.records if r.name == "all_rules.cds"]
+    # The audit line is written as the response completes, which the client may see first.
+    deadline = time.monotonic() + 5
+    while True:
+        records = [r.getMessage() for r in caplog.records if r.name == "all_rules.cds"]
+        if any('"fired"' in r for r in records) or time.monotonic() > deadline:
+            break
+        time.sleep(0.02)
     assert any('"fired"' in r and '"digest"' in r for r in records)
     for record in records:
         assert "1984-03-02" not in record

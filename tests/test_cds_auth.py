@@ -29,7 +29,7 @@ from .test_cds import (  # noqa: E402
     service,
     token,
 )
-from .test_fhir import ADULT_PH  # noqa: E402
+from .test_fhir import CDS_ADULT_PH as ADULT_PH  # noqa: E402
 
 AUD = "https://cds.example.org/cds-services/all-rules-patient-view"
 RSA_NO_ALG = rsa.generate_private_key(public_exponent=65537, key_size=2048)

@@ -14,7 +14,7 @@ pytest.importorskip("starlette")
 httpx = pytest.importorskip("httpx")
 
 from .test_cds import call, free_port, hook_request, running, service, token  # noqa: E402
-from .test_fhir import ADULT_PH  # noqa: E402
+from .test_fhir import CDS_ADULT_PH as ADULT_PH  # noqa: E402
 
 PATIENT_VIEW = "/cds-services/all-rules-patient-view"
 ORDER_SIGN = "/cds-services/all-rules-order-sign"

@@ -12,7 +12,7 @@ pytest.importorskip("starlette")
 
 from .test_cds import call, free_port, running, service
 from .test_cds import hook_request as _hook_request
-from .test_fhir import ADULT_PH
+from .test_fhir import CDS_ADULT_PH as ADULT_PH
 
 PATIENT_VIEW = "/cds-services/all-rules-patient-view"
 

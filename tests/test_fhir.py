@@ -63,6 +63,33 @@ ADULT_PH = bundle(
 )
 
 
+
+_DATED = ("effectiveDateTime", "onsetDateTime", "recordedDate", "issued", "birthDate",
+          "authoredOn")
+
+
+def as_of(record: Any, day: dt.date) -> Any:
+    """``record`` (dated as of ``ON``) with every date moved so that it reads as of ``day``:
+    the same ages and intervals. Services assess at today's date; tests built on ``ON``
+    must not age into stale values."""
+    shift = day - ON
+    if isinstance(record, dict):
+        return {key: (_shifted(value, shift) if key in _DATED and isinstance(value, str)
+                      else as_of(value, day)) for key, value in record.items()}
+    if isinstance(record, list):
+        return [as_of(value, day) for value in record]
+    return record
+
+
+def _shifted(text: str, shift: dt.timedelta) -> str:
+    if len(text) < 10:  # a partial date (year or month) is kept as it is
+        return text
+    return (dt.date.fromisoformat(text[:10]) + shift).isoformat() + text[10:]
+
+
+#: ADULT_PH as of today, for the service, which assesses at today's date.
+CDS_ADULT_PH = as_of(ADULT_PH, dt.date.today())
+
 def test_bundle_maps_to_facts_with_provenance() -> None:
     """Age from birthDate at the assessment date; LOINC quantities converted to the fact
     units; ICD-O-3 9812/3 gives B lineage and Ph+; every fact names its resource."""
@@ -253,3 +280,13 @@ def test_worked_example_round_trips_through_fhir() -> None:
                        "height_cm": mapped.facts.height_cm})
     assert assessment.ids() == expected.ids()
     assert assessment.risk == expected.risk
+
+
+def test_a_record_moved_in_time_maps_to_the_same_facts() -> None:
+    """``as_of`` (used by the service tests, which run at today's date) keeps ages and
+    intervals: the record a year later maps to exactly the facts it maps to today."""
+    later = ON + dt.timedelta(days=400)
+    now = facts_from_bundle(ADULT_PH, assessment_date=ON)
+    moved = facts_from_bundle(as_of(ADULT_PH, later), assessment_date=later)
+    assert moved.facts == now.facts
+    assert moved.unmapped == now.unmapped

@@ -40,6 +40,15 @@ def _overrides(info: Mapping[str, Any]) -> str:
                      f"{name} = {value}" for name, value in found.items()) or "none"
 
 
+def _digest(digest: str) -> str:
+    """A digest as code with break opportunities (``<wbr>``), so that it never widens the
+    page; copied, it is the digest unchanged."""
+    algorithm, _, value = digest.rpartition(":")
+    half = (len(value) + 1) // 2
+    head = f"{escape(algorithm)}:<wbr>" if algorithm else ""
+    return f"<code>{head}{escape(value[:half])}<wbr>{escape(value[half:])}</code>"
+
+
 def _guidelines(summary: Mapping[str, Any], overlays: Mapping[str, str]) -> str:
     headers = ["Side", "Ruleset", "Version", "Digest", "Parameter overrides"]
     if overlays:
@@ -48,7 +57,8 @@ def _guidelines(summary: Mapping[str, Any], overlays: Mapping[str, str]) -> str:
     for side in ("from", "to"):
         info: Mapping[str, Any] = summary.get(side) or {}
         row = [side, escape(info.get("name", "?")), escape(info.get("version", "?")),
-               f"<code>{escape(info.get('digest', '?'))}</code>", escape(_overrides(info))]
+               _digest(str(info.get("digest", "?"))),
+               escape(_overrides(info)).replace("_", "_<wbr>")]
         if overlays:
             row.append(escape(overlays.get(side, "none")))
         rows.append(row)

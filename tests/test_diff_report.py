@@ -70,7 +70,7 @@ def test_report_numbers_are_the_summary_numbers(
     assert "<dt>Engine errors</dt><dd>0</dd>" in page
     for side in ("from", "to"):
         info = summary[side]
-        assert f"<code>{info['digest']}</code>" in page
+        assert f"<code>{info['digest']}</code>" in page.replace("<wbr>", "")
         assert f"<td>{info['version']}</td>" in page
     assert (summary["from"]["version"], summary["to"]["version"]) == ("1.0.0", "2.0.0")
     names = {"risk_group": "Risk group", "features": "Risk features",
@@ -173,8 +173,9 @@ def test_overlay_files_and_overrides_are_named(tmp_path: Path) -> None:
     assert code == 0
     check_page(page)
     assert summary["to"]["overrides"] == {"wbc_limit": 45.0}
-    assert "<td>wbc_limit = 35</td><td>none</td>" in page  # from: a param, no overlay file
-    assert "<td>wbc_limit = 45</td><td>ours.yaml</td>" in page
+    shown = page.replace("<wbr>", "")
+    assert "<td>wbc_limit = 35</td><td>none</td>" in shown  # from: a param, no overlay file
+    assert "<td>wbc_limit = 45</td><td>ours.yaml</td>" in shown
 
 
 def test_report_without_matplotlib_is_refused_before_the_run(
@@ -199,9 +200,13 @@ def test_report_without_matplotlib_is_refused_before_the_run(
 def test_diff_report_in_chromium(tmp_path: Path,
                                  fixture_report: tuple[str, dict[str, Any]]) -> None:
     """The diff report renders its three plots (inline SVG with bars) and tables, with no
-    console error and no request outside the page."""
+    console error and no request outside the page, and never wider than the window (long
+    digests and parameter names wrap)."""
     page = tmp_path / "diff.html"
-    page.write_text(fixture_report[0], encoding="utf-8")
+    summary = copy.deepcopy(fixture_report[1])
+    summary["to"]["overrides"] = {"nci_wbc_10e9_per_l": 60.0, "vincristine_mg_per_m2": 1.5}
+    page.write_text(diff_page(summary, source="patients.jsonl",
+                              overlays={"to": "institution-overlay.yaml"}), encoding="utf-8")
     seen = _open(page, ["section", "svg", "svg path", "svg text", "figure figcaption",
                         "table th"], _screenshots(tmp_path) / "diff-report.png")
     for text in ("Changes by kind", "Risk-group transitions", "Rules", "high → standard",
@@ -213,3 +218,4 @@ def test_diff_report_in_chromium(tmp_path: Path,
     assert seen.counts["svg text"] > 10
     assert seen.counts["figure figcaption"] == 3
     assert seen.counts["table th"] >= 20
+    assert 0 < seen.scroll_width <= 1000  # the window's width (chromium.visit)

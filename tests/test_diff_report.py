@@ -8,6 +8,7 @@ import html
 import json
 import re
 import sys
+import types
 from pathlib import Path
 from typing import Any
 
@@ -107,6 +108,18 @@ def test_report_numbers_are_the_summary_numbers(
         "Overview", "Changes by kind", "Risk-group transitions", "Rules"]
 
 
+def test_plot_axes_count_whole_patients(fixture_report: tuple[str, dict[str, Any]]) -> None:
+    """Small counts (1, 2, 4 patients) get whole-number ticks, each once — not "0 0 1 1 2"
+    (fractional ticks printed as integers)."""
+    page, _ = fixture_report
+    plots = re.findall(r"<svg.*?</svg>", page, re.S)
+    assert len(plots) == 3
+    for plot in plots:
+        ticks = re.findall(r'<g id="xtick_\d+">.*?<text[^>]*>([^<]*)</text>', plot, re.S)
+        assert ticks == [str(n) for n in range(len(ticks))]
+        assert len(ticks) >= 2
+
+
 def test_report_is_drawn_from_the_summary_alone(
         fixture_report: tuple[str, dict[str, Any]]) -> None:
     """The page --report writes is the page of the --summary file: nothing but the summary
@@ -194,6 +207,25 @@ def test_report_without_matplotlib_is_refused_before_the_run(
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_report_that_cannot_be_moved_in_place_leaves_nothing(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The page is written to a hidden partial file and renamed: a failure leaves neither
+    half a page nor the partial file, and the run fails loudly."""
+    import all_rules._html
+
+    def fail(*args: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    # Only the page's rename fails (the changes file is renamed by the cohort writer).
+    monkeypatch.setattr(all_rules._html, "os", types.SimpleNamespace(replace=fail))
+    with pytest.raises(SystemExit) as exited:
+        _run(tmp_path)
+    assert exited.value.code == 1
+    assert (tmp_path / "changes.jsonl").exists()
+    assert not (tmp_path / "report.html").exists()
+    assert not (tmp_path / ".report.html.partial").exists()
+
+
 @pytest.mark.skipif(chromium_path() is None and not in_ci(),
                     reason="chromium is not installed (apt-get install chromium); "
                            "these tests run whenever CI is set")
@@ -219,3 +251,7 @@ def test_diff_report_in_chromium(tmp_path: Path,
     assert seen.counts["figure figcaption"] == 3
     assert seen.counts["table th"] >= 20
     assert 0 < seen.scroll_width <= 1000  # the window's width (chromium.visit)
+    # Printed, the page is A4 (595 × 842 pt).
+    boxes = re.findall(rb"/MediaBox \[0 0 ([\d.]+) ([\d.]+)\]", seen.pdf)
+    assert boxes
+    assert {(round(float(w)), round(float(h))) for w, h in boxes} == {(595, 842)}

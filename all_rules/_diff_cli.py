@@ -38,6 +38,8 @@ def add_diff_parser(commands: Any, parameter: Any, workers: int) -> None:
     diff.add_argument("--summary", metavar="PATH", type=Path,
                       help="also write the summary (JSON, or Markdown with --summary-format)")
     diff.add_argument("--summary-format", choices=("json", "markdown"), default="json")
+    diff.add_argument("--report", metavar="PATH", type=Path,
+                      help="also write a one-page HTML report with plots (docs/reports.md)")
     diff.add_argument("--quiet", action="store_true", help="no summary table on stdout")
 
 
@@ -75,8 +77,9 @@ def _spec(rules: str | None, overlay: Path | None,
 
 
 def output_paths(args: argparse.Namespace) -> list[Path]:
-    """Every path a diff run writes (the changes, and the summary if asked for)."""
-    return [args.out, *([args.summary] if args.summary is not None else [])]
+    """Every path a diff run writes (the changes, and the summary and report if asked
+    for)."""
+    return [args.out, *(path for path in (args.summary, args.report) if path is not None)]
 
 
 def run(args: argparse.Namespace, usable_cores: int, progress_bar: Any) -> int:
@@ -87,6 +90,10 @@ def run(args: argparse.Namespace, usable_cores: int, progress_bar: Any) -> int:
 
     if args.workers < 1:
         raise CohortInputError("--workers must be at least 1")
+    if args.report is not None:  # fail before the run, not after it
+        from ._plots import require_matplotlib
+
+        require_matplotlib()
     if args.workers > usable_cores:
         sys.stderr.write(f"all-rules: note: --workers {args.workers} on {usable_cores} usable "
                          f"cores: running {usable_cores}\n")
@@ -112,6 +119,13 @@ def run(args: argparse.Namespace, usable_cores: int, progress_bar: Any) -> int:
         text = (summary_markdown(data) if args.summary_format == "markdown"
                 else json.dumps(data, indent=2, ensure_ascii=False) + "\n")
         args.summary.write_text(text, encoding="utf-8")
+    if args.report is not None:
+        from ._report_diff import write_diff_report
+
+        overlays = {side: path.name for side, path in (("from", args.from_overlay),
+                                                        ("to", args.to_overlay)) if path}
+        write_diff_report(args.report, data, source=args.input.name, overlays=overlays)
+        print(f"wrote {args.report}", file=sys.stderr)
     if not args.quiet:
         sys.stdout.write(summary_table(data))
     for path in result.outputs:

@@ -10,12 +10,15 @@ the page, h2 per section, h3 inside), and every table has header cells.
 from __future__ import annotations
 
 import html
+import os
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import Any
 
 import attrs
 
-__all__ = ["Section", "badge", "card", "definition_list", "escape", "render_page", "table"]
+__all__ = ["Section", "badge", "card", "definition_list", "escape", "render_page", "table",
+           "write_page"]
 
 
 def escape(value: Any) -> str:
@@ -158,3 +161,15 @@ def card(heading: str, body: str, *, css: str = "", level: int = 3) -> str:
     """A block that is never cut across pages; ``heading`` is HTML."""
     return (f'<article class="card {escape(css)}"><h{level}>{heading}</h{level}>'
             f"{body}</article>")
+
+
+def write_page(path: Path, text: str) -> None:
+    """Write a page next to its final name (``.NAME.partial``), then move it in place: a
+    report is whole or absent, never half a page."""
+    temp = path.with_name(f".{path.name}.partial")
+    try:
+        temp.write_text(text, encoding="utf-8")
+        os.replace(temp, path)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise

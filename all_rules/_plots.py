@@ -70,7 +70,7 @@ def bar_chart(labels: Sequence[str], values: Sequence[float], *, description: st
     axes.set_yticks(positions, labels=list(labels))
     axes.set_xlabel(xlabel)
     axes.bar_label(bars, labels=[f"{v:,.0f}" for v in values], padding=2, fontsize=8)
-    _style(axes)
+    _style(axes, len(labels))
     return _svg(figure, description)
 
 
@@ -92,17 +92,21 @@ def stacked_bar_chart(labels: Sequence[str], series: Mapping[str, Sequence[float
         axes.text(total, position, f" {total:,.0f}", va="center", fontsize=8)
     axes.set_yticks(positions, labels=list(labels))
     axes.set_xlabel(xlabel)
-    _style(axes)
+    _style(axes, len(labels))
     axes.legend(loc="lower right", fontsize=8, frameon=False)
     return _svg(figure, description)
 
 
-def _style(axes: Any) -> None:
-    from matplotlib.ticker import StrMethodFormatter
+def _style(axes: Any, bars: int) -> None:
+    from matplotlib.ticker import MaxNLocator, StrMethodFormatter
 
     axes.spines[["top", "right"]].set_visible(False)
     axes.margins(x=0.12)
+    # Counts: whole-number ticks only (no "0 0 1 1" on a small axis), and a bar as thick
+    # with one label as with twenty.
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes.xaxis.set_major_formatter(StrMethodFormatter("{x:,.0f}"))
+    axes.set_ylim(-0.6, bars - 0.4)
 
 
 def figure(svg: str, caption: str) -> str:

@@ -9,13 +9,12 @@ audits (rules that test a ``plan.*`` fact), and the other recommendations and al
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from ._conditions import FactTest, walk
-from ._html import Section, definition_list, escape, render_page, table
+from ._html import Section, definition_list, escape, render_page, table, write_page
 from ._plots import bar_chart, figure, stacked_bar_chart
 from ._ruleset import Rule, Ruleset
 from ._schema import Concludes, ItemPhase, RiskGroup
@@ -136,14 +135,7 @@ def cohort_page(summary: Mapping[str, Any], ruleset: Ruleset, *, source: str = "
 def write_cohort_report(path: Path, summary: Mapping[str, Any], ruleset: Ruleset, *,
                         source: str = "") -> None:
     """Write the report next to its final name, then move it in place (never half a page)."""
-    text = cohort_page(summary, ruleset, source=source)
-    temp = path.with_name(f".{path.name}.partial")
-    try:
-        temp.write_text(text, encoding="utf-8")
-        os.replace(temp, path)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
+    write_page(path, cohort_page(summary, ruleset, source=source))
 
 
 __all__ = ["category", "cohort_page", "write_cohort_report"]

@@ -41,6 +41,9 @@ class PageVisit:
     screenshot: bytes
     pdf: bytes
     """The page printed by the browser, with the page's own CSS page size."""
+    scroll_width: int = 0
+    """The page's width as laid out (``scrollWidth``): above the window's, it scrolls
+    sideways (something too wide to wrap)."""
 
     @property
     def external_requests(self) -> tuple[str, ...]:
@@ -139,6 +142,9 @@ def _load(client: _Client, page: Path, selectors: Sequence[str], width: int,
         expression = f"document.querySelectorAll({json.dumps(selector)}).length"
         counts[selector] = int(client.call("Runtime.evaluate", expression=expression,
                                            returnByValue=True)["result"]["value"])
+    width_seen = int(client.call(
+        "Runtime.evaluate", expression="document.documentElement.scrollWidth",
+        returnByValue=True)["result"]["value"])
     shot = client.call("Page.captureScreenshot", format="png")
     pdf = client.call("Page.printToPDF", preferCSSPageSize=True, printBackground=True)
     # Drain what arrived meanwhile (a late console error or request).
@@ -157,7 +163,8 @@ def _load(client: _Client, page: Path, selectors: Sequence[str], width: int,
         elif method == "Network.requestWillBeSent":
             requests.append(str(params.get("request", {}).get("url", "")))
     return PageVisit(tuple(errors), tuple(requests), str(text), counts,
-                     base64.b64decode(shot["data"]), base64.b64decode(pdf["data"]))
+                     base64.b64decode(shot["data"]), base64.b64decode(pdf["data"]),
+                     width_seen)
 
 
 def in_ci() -> bool:

@@ -30,6 +30,7 @@ from ._conditions import (
 )
 from ._factspec import FACTS
 from ._schema import (
+    OPTIONAL_GROUPS,
     CitationId,
     CitationSpec,
     Concludes,
@@ -382,7 +383,7 @@ def check(directory: Path | None = None, overrides: Mapping[str, Any] | None = N
     groups = {spec.group for spec, *_ in parsed if spec.group is not None}
     # Coverage is judged only on a ruleset that loaded whole; otherwise it is noise.
     for group in RiskGroup if not issues.items else ():
-        if group not in groups:
+        if group not in groups and group not in OPTIONAL_GROUPS:
             issues.add(manifest_doc, MANIFEST, ("files",), f"no rule concludes risk group "
                        f"`{group.value}`; every evaluation must end in exactly one group")
     if len(FACTS) + 3 > ENGINE_FIELD_LIMIT:  # pragma: no cover - a property of the code

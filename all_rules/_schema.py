@@ -61,6 +61,11 @@ class RiskGroup(StrEnum):
     """Relapsed or refractory disease: first-line risk groups do not apply (docs/concepts.md)."""
 
 
+#: Groups a ruleset need not conclude: added after a release was shipped, so that earlier
+#: releases (rulesets/releases/) still load. 2026.1.0 had no relapsed_refractory group.
+OPTIONAL_GROUPS = frozenset({RiskGroup.RELAPSED_REFRACTORY})
+
+
 class Basis(StrEnum):
     """How a rule stands to the source summary (docs/clinical-policy.md)."""
 

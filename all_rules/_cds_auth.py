@@ -11,7 +11,7 @@ its curve, and its ``alg`` where the JWK names one); ``exp``/``iat`` must be num
 
 from __future__ import annotations
 
-import heapq
+import collections
 import math
 import threading
 import time
@@ -35,25 +35,36 @@ class AuthError(Exception):
 
 @attrs.define
 class ReplayCache:
-    """``jti`` values seen, kept until their token expires.
+    """``jti`` values seen, each kept while its token could still be accepted.
 
-    Expired entries leave through a heap ordered by expiry: each call pops only what has
-    expired (amortized O(log n)), never scanning every stored ``jti``.
+    A token is accepted only up to ``horizon_seconds`` after it arrives (its lifetime is capped
+    and its expiry checked with the clock skew), so entries may leave in the order they came:
+    a queue, from which each call pops only what may leave. Amortized O(1) per request, and
+    never a scan of every stored ``jti``.
     """
 
-    _seen: dict[str, float] = attrs.field(factory=dict)
-    _expiry: list[tuple[float, str]] = attrs.field(factory=list)
+    horizon_seconds: float = 3600 + 2 * 60
+    _seen: dict[str, tuple[float, float]] = attrs.field(factory=dict)
+    """jti → (expiry, the time its entry may leave)."""
+    _queue: collections.deque[tuple[float, str]] = attrs.field(factory=collections.deque)
     _lock: threading.Lock = attrs.field(factory=threading.Lock)
 
     def check_and_add(self, jti: str, expires: float, now: float) -> None:
+        """Refuse a ``jti`` seen on a token that has not expired; else remember it until
+        ``expires`` (the token's expiry plus the clock skew it is accepted with)."""
+        leaves = now + self.horizon_seconds
+        if expires > leaves:
+            raise AuthError("token lifetime is too long")
         with self._lock:
-            while self._expiry and self._expiry[0][0] < now:
-                _, old = heapq.heappop(self._expiry)
-                self._seen.pop(old, None)
-            if jti in self._seen:
+            while self._queue and self._queue[0][0] < now:
+                left, old = self._queue.popleft()
+                if self._seen.get(old, (0.0, None))[1] == left:  # not re-added since
+                    del self._seen[old]
+            known = self._seen.get(jti)
+            if known is not None and known[0] >= now:
                 raise AuthError("token replayed (jti already used)")
-            self._seen[jti] = expires
-            heapq.heappush(self._expiry, (expires, jti))
+            self._seen[jti] = (expires, leaves)
+            self._queue.append((leaves, jti))
 
     def __len__(self) -> int:
         return len(self._seen)
@@ -99,6 +110,12 @@ class Verifier:
     skew_seconds: int = 60
     max_lifetime_seconds: int = 3600
     replay: ReplayCache = attrs.field(factory=ReplayCache)
+
+    def __attrs_post_init__(self) -> None:
+        # A token is accepted at most skew + lifetime + skew after it arrives (issued up to
+        # the skew in the future, expiring up to the lifetime later, accepted up to the skew
+        # after that): the replay cache must remember its jti that long.
+        self.replay.horizon_seconds = self.max_lifetime_seconds + 2 * self.skew_seconds
 
     def verify(self, authorization: str | None, audience: str) -> dict[str, Any]:
         token = _bearer(authorization)
@@ -152,5 +169,6 @@ class Verifier:
             raise AuthError("token issued in the future")
         if expires - issued > self.max_lifetime_seconds:
             raise AuthError("token lifetime is too long")
-        self.replay.check_and_add(str(verified["jti"]), expires, now)
+        # Accepted up to the skew after its expiry, so remembered that long.
+        self.replay.check_and_add(str(verified["jti"]), expires + self.skew_seconds, now)
         return verified

@@ -120,17 +120,38 @@ class _NoScan(dict[str, float]):
 
 
 def test_replay_cache_expires_without_scanning() -> None:
-    """Expired jtis leave the cache (so it does not grow without bound), by popping only
-    what has expired — never a scan of every stored jti."""
-    cache = ReplayCache()
+    """Expired jtis leave the cache (so it does not grow without bound) in the order they came,
+    popping only what may leave — never a scan of every stored jti; a jti is refused while its
+    token has not expired, and usable again after."""
+    cache = ReplayCache(horizon_seconds=1_000.0)
     object.__setattr__(cache, "_seen", _NoScan())
-    for index in range(1_000):
-        cache.check_and_add(f"j{index}", expires=100.0 + index, now=50.0)
-    cache.check_and_add("late", expires=5_000.0, now=600.0)   # j0..j499 have expired
+    for index in range(1_000):  # one a second, each valid for 100 s
+        cache.check_and_add(f"j{index}", expires=index + 100.0, now=float(index))
+    cache.check_and_add("late", expires=1_600.0, now=1_500.0)  # j0..j499 may leave
     assert len(cache) == 501
-    cache.check_and_add("j3", expires=700.0, now=600.0)       # expired, so usable again
+    cache.check_and_add("j700", expires=1_700.0, now=1_500.0)  # expired at 800: usable again
     with pytest.raises(AuthError, match="replayed"):
-        cache.check_and_add("j900", expires=2_000.0, now=600.0)
+        cache.check_and_add("late", expires=1_650.0, now=1_550.0)
+    cache.check_and_add("j999", expires=3_000.0, now=2_400.0)  # its entry left at 1,999
+    assert len(cache) == 3  # late and j700 (leave at 2,500) and j999; j500..j998 have left
+
+
+def test_replay_cache_refuses_an_expiry_beyond_its_horizon() -> None:
+    """A jti the cache could not remember until its token expires is refused, not forgotten
+    early (the queue's order relies on it)."""
+    cache = ReplayCache(horizon_seconds=100.0)
+    with pytest.raises(AuthError, match="lifetime"):
+        cache.check_and_add("long", expires=1_000.0, now=0.0)
+
+
+def test_a_replay_within_the_clock_skew_after_expiry_is_refused() -> None:
+    """PyJWT accepts a token up to the skew after its expiry, so its jti is remembered that
+    long: the verifier tells the cache the expiry plus the skew, and sizes its horizon."""
+    verifier = Verifier(issuers={}, skew_seconds=60, max_lifetime_seconds=300)
+    assert verifier.replay.horizon_seconds == 300 + 2 * 60
+    verifier.replay.check_and_add("j", expires=1_000.0 + 60, now=1_000.0)
+    with pytest.raises(AuthError, match="replayed"):
+        verifier.replay.check_and_add("j", expires=1_000.0 + 60, now=1_030.0)
 
 
 @pytest.fixture(scope="module")

@@ -203,9 +203,19 @@ def test_the_fixture_rulesets_against_themselves_are_empty(
     assert list(compare(new, Guideline.load(DIFF / "new"), rows)) == []
 
 
+def _diagnosis_age(p: dict[str, Any]) -> float | None:
+    """The age the NCI criteria read: the age at diagnosis, else the current age during
+    diagnosis and induction only (docs/concepts.md)."""
+    if p.get("age_at_diagnosis_years") is not None:
+        return float(p["age_at_diagnosis_years"])
+    if p.get("phase", "diagnosis") in ("diagnosis", "induction"):
+        return float(p["age_years"])
+    return None
+
+
 def _child_b(p: dict[str, Any]) -> bool:
-    age = p.get("age_years")
-    return age is not None and 1 <= age < 18 and p.get("lineage") in ("B", None)
+    age = _diagnosis_age(p)
+    return age is not None and 1 <= age < 18 and p.get("lineage") == "B"
 
 
 def _wbc(p: dict[str, Any]) -> float:
@@ -229,9 +239,9 @@ def overlay_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[di
 
 def test_an_overlay_moving_one_threshold_changes_exactly_the_patients_between(
         overlay_run: tuple[Path, list[dict[str, Any]], Path], tmp_path: Path) -> None:
-    """nci_wbc 50 → 60 (children with B-ALL or lineage unknown, NCI high risk by WBC):
-    exactly the children under the NCI age with WBC in [50, 60) change group, feature or a
-    missing fact. The others that change at all only see the threshold in the evidence:
+    """nci_wbc 50 → 60 (children with B-ALL, NCI high risk by WBC): exactly the children
+    under the NCI age at diagnosis with WBC in [50, 60) change group, feature or a missing
+    fact. The others that change at all only see the threshold in the evidence:
     quoted as 60 (WBC >= 60), or no longer quoted (in [50, 60), high risk by age)."""
     source, patients, overlay = overlay_run
     out = tmp_path / "changes.jsonl"
@@ -244,7 +254,7 @@ def test_an_overlay_moving_one_threshold_changes_exactly_the_patients_between(
     changes = [r for r in records if r["kind"] == "changed"]
     between = {p["patient_id"] for p in patients if _child_b(p) and 50 <= _wbc(p) < 60}
     young = {p["patient_id"] for p in patients
-             if p["patient_id"] in between and p["age_years"] < 10}
+             if p["patient_id"] in between and (_diagnosis_age(p) or 0) < 10}
     assert len(young) > 50
     moved = {r["patient_id"] for r in changes if r["changes"] != ["changed"]}
     assert moved == young

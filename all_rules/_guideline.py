@@ -169,20 +169,17 @@ class Guideline:
         them, and the risk group's features (docs/explain.md). Raises UnknownRuleError
         (with a did-you-mean) for an id not in the ruleset."""
         prepared = prepare(validate_facts(facts))
-        return self._explainer().explain(prepared.values, prepared.patient_id, rule_id)
+        return self._explainer.explain(prepared.values, prepared.patient_id, rule_id)
 
     def nearest_misses(self, facts: PatientFacts | Mapping[str, Any],
                        limit: int = 5) -> list[RuleExplanation]:
         """The output rules that came closest to firing for this patient, nearest first."""
         prepared = prepare(validate_facts(facts))
-        return self._explainer().nearest_misses(prepared.values, limit)
+        return self._explainer.nearest_misses(prepared.values, limit)
 
+    @functools.cached_property
     def _explainer(self) -> Explainer:
-        explainer = self.__dict__.get("_explainer_cache")
-        if explainer is None:
-            explainer = Explainer(Evaluator(self.ruleset), self.info)
-            self.__dict__["_explainer_cache"] = explainer
-        return explainer
+        return Explainer(Evaluator(self.ruleset), self.info)
 
     def _json_and_selection_checked(self, facts: PatientFacts) -> tuple[str, Selection]:
         """``assess_json_and_selection`` of facts already validated (see

@@ -159,11 +159,12 @@ def compare_row(old: Guideline, new: Guideline, row: int, facts: Any,
     except InvalidFactsError as error:
         return RowError.of(row, patient_id, "invalid", error.errors)
     try:
-        before = old.assess_json(valid)
+        # Validated once above; each guideline evaluates it without validating it again.
+        before = old._json_and_selection_checked(valid)[0]
     except EvaluationError as error:
         return _engine_error(row, valid.patient_id, "from", error)
     try:
-        after = new.assess_json(valid)
+        after = new._json_and_selection_checked(valid)[0]
     except EvaluationError as error:
         return _engine_error(row, valid.patient_id, "to", error)
     return diff_assessments(row, valid.patient_id, before, after)

@@ -35,6 +35,7 @@ from ._cohort_read import (
     facts_of,
     format_of,
     read_chunks,
+    read_nonempty_chunks,
 )
 from ._cohort_read import pyarrow_module as _pyarrow
 from ._guideline import Guideline, validate_facts
@@ -417,6 +418,12 @@ def map_chunks(chunks: Iterator[Chunk], workers: int, task: Callable[[Chunk], _R
             while pending:
                 yield pending.popleft().result()
         except BrokenProcessPool:
+            # The survivors ignore SIGTERM (guard_worker: a signal to the process group is the
+            # parent's to handle), so the executor's terminate-and-join of a broken pool would
+            # wait for ever (Python 3.13 joins them): they are killed here first.
+            survivors: dict[int, Any] = getattr(pool, "_processes", None) or {}
+            for process in list(survivors.values()):
+                process.kill()
             raise EvaluationError("a worker process died (out of memory, or killed); the "
                                   "output was not kept") from None
         except BaseException:
@@ -443,16 +450,7 @@ def run_cohort(source: Path, out: Path, *, input_format: str | None = None,
     check_outputs(source, [*output_paths(out, out_fmt), *also_writes])
     guideline = spec.load()
     summary = CohortSummary.for_guideline(guideline)
-    chunks = read_chunks(source, in_fmt)
-    first = next(chunks, None)  # fail on unreadable input before creating any output
-    if first is None:
-        raise CohortInputError(f"{source}: no patient rows")
-
-    def all_chunks() -> Iterator[Chunk]:
-        assert first is not None
-        yield first
-        yield from chunks
-
+    chunks = read_nonempty_chunks(source, in_fmt)  # fails before any output exists
     lock = RunLock(out)
     lock.acquire()
     try:
@@ -461,7 +459,7 @@ def run_cohort(source: Path, out: Path, *, input_format: str | None = None,
         writer = _Writer(out, out_fmt)
         interrupted = False
         tables = out_fmt != "jsonl"
-        results = _results(all_chunks(), tables, workers, spec, evaluate,
+        results = _results(chunks, tables, workers, spec, evaluate,
                            None if tables else writer.spool_prefix)
         try:
             try:

@@ -9,6 +9,7 @@ becomes one ``BadRow``, reported as one error row; the run goes on with the next
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -204,6 +205,16 @@ def read_chunks(path: Path, fmt: str, size: int = CHUNK_ROWS) -> Iterator[Chunk]
     readers: dict[str, Callable[[Path], Iterator[Any]]] = {
         "jsonl": _jsonl_lines, "csv": _csv_rows, "parquet": _parquet_rows}
     return _chunks(readers[fmt](path), fmt, size)
+
+
+def read_nonempty_chunks(path: Path, fmt: str) -> Iterator[Chunk]:
+    """``read_chunks``, with the first chunk read now: unreadable or empty input fails here
+    (CohortInputError), before a run creates any output."""
+    chunks = read_chunks(path, fmt)
+    first = next(chunks, None)
+    if first is None:
+        raise CohortInputError(f"{path}: no patient rows")
+    return itertools.chain((first,), chunks)
 
 
 def count_rows(path: Path, fmt: str) -> int | None:

@@ -17,9 +17,8 @@ from ._cohort_io import (
     _Writer,
     format_of,
     map_chunks,
-    read_chunks,
 )
-from ._cohort_read import _EXTENSIONS, facts_of
+from ._cohort_read import _EXTENSIONS, facts_of, read_nonempty_chunks
 from ._guideline import Guideline
 from .cohort import CohortSummary
 from .diff import DiffSummary, compare_row
@@ -96,20 +95,11 @@ def run_diff(source: Path, out: Path, old: GuidelineSpec, new: GuidelineSpec, *,
     # Both guidelines load (and any ruleset problem is reported) before any output exists.
     pair = (old.load(), new.load())
     summary = DiffSummary.for_guidelines(*pair)
-    chunks = read_chunks(source, in_fmt)
-    first = next(chunks, None)  # fail on unreadable input before creating any output
-    if first is None:
-        raise CohortInputError(f"{source}: no patient rows")
-
-    def all_chunks() -> Iterator[Chunk]:
-        assert first is not None
-        yield first
-        yield from chunks
-
+    chunks = read_nonempty_chunks(source, in_fmt)  # fails before any output exists
     writer = _Writer(out, "jsonl")
     interrupted = False
     try:
-        for result in _results(all_chunks(), workers, old, new, pair):
+        for result in _results(chunks, workers, old, new, pair):
             writer.write(ChunkResult(result.first_row, result.jsonl, [], [], CohortSummary()))
             writer.commit()
             summary.merge(result.summary)

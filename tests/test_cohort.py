@@ -450,9 +450,6 @@ def test_dask_local_cluster_matches_the_local_run() -> None:
     assert rows(recommendations) == rows(local_recommendations)
 
 
-@pytest.mark.skipif(sys.version_info >= (3, 13), reason=(
-    "KNOWN DEFECT on 3.13.0: the run hangs instead of failing (a spawned worker left waiting); "
-    "skipped there so CI cannot hang, until fixed; passes on 3.11"))
 def test_a_dead_worker_fails_the_run_cleanly(cohort_dir: Path, tmp_path: Path) -> None:
     """A worker killed mid-run (OOM killer, kill -9) fails the run with an EvaluationError
     and leaves no output behind, instead of a traceback or a silent partial file."""

@@ -105,6 +105,20 @@ def test_current_age_stands_in_at_diagnosis_and_in_induction(guideline: Guidelin
         assert "age_at_diagnosis_years" not in risk.missing
 
 
+def test_nci_high_child_with_comorbidities_is_not_told_the_high_risk_arm(
+        guideline: Guideline) -> None:
+    """Review finding: a 12-year-old with B-ALL and substantial comorbidities was told both
+    "consider reducing treatment intensity" and "treat on the high-risk arm". The feature now
+    states the classification only; the group stays high."""
+    assessment = guideline.assess({**ADULT_B, "age_years": 12, "bsa_m2": 1.3,
+                                   "substantial_comorbidities": True})
+    assert {"risk.nci_high", "population.reduced_intensity"} <= set(assessment.ids())
+    assert assessment.risk.group.value == "high"
+    nci = next(i for i in assessment.recommendations if i.id == "risk.nci_high")
+    assert "arm" not in nci.text.lower() and "treat" not in nci.text.lower()
+    assert "NCI/Rome" in nci.text
+
+
 def test_age_at_diagnosis_is_optional_and_bounded() -> None:
     from all_rules import validate_facts
     assert validate_facts({"age_years": 5}).age_at_diagnosis_years is None

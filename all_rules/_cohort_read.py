@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import itertools
 import json
+import stat
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -199,9 +200,21 @@ def _parquet_rows(path: Path) -> Iterator[dict[str, Any]]:
 
 
 def read_chunks(path: Path, fmt: str, size: int = CHUNK_ROWS) -> Iterator[Chunk]:
-    """The input as chunks of raw rows; raises CohortInputError if it cannot be read."""
-    if not path.is_file():
-        raise CohortInputError(f"{path}: no such file")
+    """The input as chunks of raw rows; raises CohortInputError if it cannot be read.
+
+    JSON Lines and CSV may come from a pipe (a named pipe, ``/dev/stdin``, a shell's
+    ``<(zcat cohort.jsonl.gz)``), read once in order; Parquet needs a regular file."""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise CohortInputError(f"{path}: no such file") from None
+    except OSError as error:
+        raise CohortInputError(f"{path}: cannot be read ({error.strerror})") from None
+    if stat.S_ISDIR(mode):
+        raise CohortInputError(f"{path}: is a directory, not an input file")
+    if not stat.S_ISREG(mode) and fmt == "parquet":
+        raise CohortInputError(f"{path}: Parquet input must be a regular file (it is read by "
+                               "seeking), not a pipe or a device")
     readers: dict[str, Callable[[Path], Iterator[Any]]] = {
         "jsonl": _jsonl_lines, "csv": _csv_rows, "parquet": _parquet_rows}
     return _chunks(readers[fmt](path), fmt, size)

@@ -208,8 +208,11 @@ def test_doses_shown_only_where_they_apply(guideline: Guideline) -> None:
     child = _doses(guideline, {**ADULT_B, "age_years": 8, "bsa_m2": 1.0})
     assert child["pegaspargase"].per_m2 == 2500
     assert set(child) == {"vincristine", "daunorubicin", "pegaspargase"}
-    adult = _doses(guideline, {**ADULT_B, "age_years": 22})
+    backbone_plan = {"regimen": "source_backbone"}
+    adult = _doses(guideline, {**ADULT_B, "age_years": 22, "plan": backbone_plan})
     assert adult["pegaspargase"].per_m2 == 2000  # Oncaspar label over 21 years
+    young_adult = _doses(guideline, {**ADULT_B, "age_years": 19, "plan": backbone_plan})
+    assert young_adult["pegaspargase"].per_m2 == 2500
     small = {**ADULT_B, "age_years": 1.5, "bsa_m2": 0.45, "weight_kg": 9}
     assert _doses(guideline, small) == {}
     item = _item(guideline, small, "induction.four_drug_backbone")
@@ -218,6 +221,30 @@ def test_doses_shown_only_where_they_apply(guideline: Guideline) -> None:
     infant = _doses(guideline, {**ADULT_B, "age_years": 0.9, "bsa_m2": 0.6})
     assert set(infant) == {"pegaspargase"}
     assert _doses(guideline, {**ADULT_B, "age_years": 30, "bsa_m2": None}) == {}
+
+
+def test_an_adult_is_shown_no_backbone_dose_unless_the_plan_follows_the_backbone(
+        guideline: Guideline) -> None:
+    """Review finding: an adult was told "use an established adult regimen (UKALL XII / ECOG
+    2993 or hyper-CVAD)" beside the four-drug backbone with daunorubicin 25-30 mg/m² computed
+    (the UKALL XII / ECOG E2993 induction gives 60 mg/m²). An adult sees backbone doses only
+    when the plan names the source backbone; otherwise the regimen decides them."""
+    for age in (18, 21.9, 40, 64.9):
+        for regimen in (None, "ukall_xii_ecog_2993", "hyper_cvad", "other"):
+            facts = {**ADULT_B, "age_years": age, "bsa_m2": 1.8,
+                     "substantial_comorbidities": False}
+            if regimen:
+                facts["plan"] = {"regimen": regimen}
+            assessment = guideline.assess(facts)
+            item = assessment.get("induction.four_drug_backbone")
+            assert item is not None, (age, regimen)
+            assert item.doses is None, (age, regimen)
+            assert "mg/m²" not in item.text
+            assert "IU/" not in item.text
+            assert "population.adult_regimens" in assessment.ids()
+    child = _item(guideline, {**ADULT_B, "age_years": 17.9, "bsa_m2": 1.8},
+                  "induction.four_drug_backbone")
+    assert child.doses
 
 
 def test_correct_doses_for_this_patient_are_not_flagged(guideline: Guideline) -> None:

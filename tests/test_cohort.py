@@ -21,6 +21,8 @@ from all_rules._cohort_io import CohortInputError, run_cohort
 from all_rules.cohort import RowError, assess_many
 from all_rules.frames import assess_frame
 
+from .feed import held_input
+
 pd = pytest.importorskip("pandas")
 pytest.importorskip("pyarrow")
 
@@ -289,25 +291,27 @@ def test_ctrl_c_in_the_middle_of_a_chunk_leaves_whole_chunks_only(
 
 
 def test_cli_ctrl_c_exits_130_with_valid_output(tmp_path: Path) -> None:
-    """A real SIGINT to `all-rules cohort` exits 130 and leaves valid, truncated JSON Lines."""
-    source = tmp_path / "big.jsonl"
-    synth.write(source, 60_000, seed=5, fmt="jsonl")
+    """A real SIGINT to `all-rules cohort` exits 130 and leaves valid, truncated JSON Lines.
+    The input is a pipe the test holds open (tests/feed.py), so the run cannot finish first."""
     out = tmp_path / "out.jsonl"
-    process = subprocess.Popen([sys.executable, "-m", "all_rules.cli", "cohort", str(source),
-                                "--out", str(out), "--workers", "2", "--quiet"],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    partial = tmp_path / ".out.jsonl.partial"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and (not partial.exists() or partial.stat().st_size == 0):
-        time.sleep(0.05)
-    process.send_signal(signal.SIGINT)
-    _, stderr = process.communicate(timeout=60)
+    with held_input(5_000) as source:
+        process = subprocess.Popen([sys.executable, "-m", "all_rules.cli", "cohort",
+                                    str(source.path), "--out", str(out), "--workers", "2",
+                                    "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        source.feed(process)
+        partial = tmp_path / ".out.jsonl.partial"
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and (not partial.exists() or partial.stat().st_size == 0):
+            time.sleep(0.05)
+        assert process.poll() is None, "the run ended while its input was still open"
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=60)
     assert process.returncode == 130, stderr.decode()
     lines = out.read_text(encoding="utf-8").splitlines()
-    assert 0 < len(lines) < 60_000
+    assert 0 < len(lines) <= 5_000
     assert all(json.loads(line)["ruleset"]["name"] == "all-guideline" for line in lines)
     assert b"interrupted" in stderr
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["big.jsonl", "out.jsonl"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.jsonl"]
 
 
 def test_cli_cohort_summary_and_exit_codes(cohort_dir: Path, tmp_path: Path) -> None:
@@ -326,6 +330,37 @@ def test_cli_cohort_summary_and_exit_codes(cohort_dir: Path, tmp_path: Path) -> 
                              capture_output=True, text=True, check=False)
     assert missing.returncode == 2
     assert "no such file" in missing.stderr
+
+
+def test_cli_cohort_reads_a_pipe_and_names_what_it_cannot_read(tmp_path: Path) -> None:
+    """JSON Lines from a pipe (`/dev/stdin`, a named pipe, `<(zcat …)`) is read once in order;
+    a directory, and Parquet from a pipe, are refused with what is wrong (exit 2)."""
+    source = tmp_path / "in.jsonl"
+    synth.write(source, 1_500, seed=3, fmt="jsonl")
+    out = tmp_path / "out.jsonl"
+    with source.open("rb") as stdin:
+        piped = subprocess.run([sys.executable, "-m", "all_rules.cli", "cohort", "/dev/stdin",
+                                "--input-format", "jsonl", "--out", str(out), "--quiet",
+                                "--workers", "2"],
+                               stdin=stdin, capture_output=True, timeout=300, check=False)
+    assert piped.returncode == 0, piped.stderr.decode()
+    ids = [json.loads(line)["patient_id"] for line in out.read_text().splitlines()]
+    assert ids == [json.loads(line)["patient_id"] for line in source.read_text().splitlines()]
+
+    def refused(*argv: str) -> str:
+        result = subprocess.run([sys.executable, "-m", "all_rules.cli", "cohort", *argv,
+                                 "--out", str(tmp_path / "x.jsonl")],
+                                capture_output=True, text=True, timeout=120, check=False)
+        assert result.returncode == 2, result.stderr
+        return result.stderr
+
+    folder = tmp_path / "rows.jsonl"
+    folder.mkdir()
+    assert "is a directory" in refused(str(folder))
+    fifo = tmp_path / "rows.parquet"
+    os.mkfifo(fifo)
+    assert "Parquet input must be a regular file" in refused(str(fifo))
+    assert not (tmp_path / "x.jsonl").exists()
 
 
 def test_more_workers_than_cores_are_capped_with_a_note(cohort_dir: Path,

@@ -20,16 +20,11 @@ from all_rules import synth
 from all_rules._cohort_guard import RunLock
 from all_rules._cohort_io import CohortInputError, run_cohort
 
+from .feed import held_input
+
 pytest.importorskip("pyarrow")
 
-ROWS = 30_000
-
-
-@pytest.fixture(scope="module")
-def big(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    source = tmp_path_factory.mktemp("big") / "big.jsonl"
-    synth.write(source, ROWS, seed=5, fmt="jsonl")
-    return source
+HELD = 5_000  # rows written to a held pipe before the run is stopped
 
 
 def _start(source: Path, out: Path, *extra: str,
@@ -90,37 +85,43 @@ def _files(folder: Path) -> list[str]:
 
 @pytest.mark.parametrize(("signum", "code"), [(signal.SIGTERM, 143), (signal.SIGHUP, 129)],
                          ids=["SIGTERM", "SIGHUP"])
-def test_sigterm_and_sighup_stop_the_run_as_ctrl_c(big: Path, tmp_path: Path, signum: int,
+def test_sigterm_and_sighup_stop_the_run_as_ctrl_c(tmp_path: Path, signum: int,
                                                    code: int) -> None:
     """The signal stops the workers, removes spools and temporaries, keeps whole lines, and
-    exits 128 + the signal (143, 129)."""
+    exits 128 + the signal (143, 129). The input is a pipe the test holds open
+    (tests/feed.py), so the run cannot finish before the signal."""
     out = tmp_path / "out.jsonl"
-    process = _start(big, out, "--workers", "2")
-    _wait_for_rows(out)
-    workers = _children(process.pid)
-    process.send_signal(signum)
-    _, stderr = process.communicate(timeout=120)
+    with held_input(HELD) as source:
+        process = _start(source.path, out, "--workers", "2")
+        source.feed(process)
+        _wait_for_rows(out)
+        workers = _children(process.pid)
+        assert process.poll() is None, "the run ended while its input was still open"
+        process.send_signal(signum)
+        _, stderr = process.communicate(timeout=120)
     assert process.returncode == code, stderr.decode()
     assert b"interrupted" in stderr
     lines = out.read_text(encoding="utf-8").splitlines()
-    assert 0 < len(lines) < ROWS
+    assert 0 < len(lines) <= HELD
     assert all(json.loads(line)["ruleset"]["name"] == "all-guideline" for line in lines)
     assert _files(tmp_path) == ["out.jsonl"]
     _wait_gone(workers, 10)
 
 
-def test_workers_of_a_killed_parent_exit_and_the_next_run_cleans_up(
-        big: Path, tmp_path: Path) -> None:
+def test_workers_of_a_killed_parent_exit_and_the_next_run_cleans_up(tmp_path: Path) -> None:
     """SIGKILL to the parent: its workers notice and exit within seconds; the spools and
     temporary it left are removed by the next run to the same output (which can prove them
     abandoned: the dead run's lock is free)."""
     out = tmp_path / "out.jsonl"
-    process = _start(big, out, "--workers", "2")
-    _wait_for_rows(out)
-    workers = _children(process.pid)
-    assert len(workers) >= 2
-    process.kill()
-    process.communicate(timeout=60)
+    with held_input(HELD) as source:
+        process = _start(source.path, out, "--workers", "2")
+        source.feed(process)
+        _wait_for_rows(out)
+        workers = _children(process.pid)
+        assert len(workers) >= 2
+        assert process.poll() is None, "the run ended while its input was still open"
+        process.kill()
+        process.communicate(timeout=60)
     took = _wait_gone(workers, 10)
     print(f"workers gone {took:.2f} s after their parent's SIGKILL")
     left = _files(tmp_path)

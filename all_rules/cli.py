@@ -315,9 +315,10 @@ def _cohort(args: argparse.Namespace) -> int:
 
 def _stop_on_signals(stopped_by: list[int]) -> dict[int, Any]:
     """SIGTERM and SIGHUP stop a cohort run as Ctrl-C does (whole chunks kept, workers
-    stopped, spools removed; exit 128 + the signal). (Python ignores SIGXFSZ from the start,
-    so a file-size limit is an OSError: exit 1, nothing partial.) Returns the handlers to
-    restore."""
+    stopped, spools removed; exit 128 + the signal), unless the signal was ignored when the
+    process started (nohup; Python likewise leaves an ignored SIGINT ignored). (Python
+    ignores SIGXFSZ from the start, so a file-size limit is an OSError: exit 1, nothing
+    partial.) Returns the handlers to restore."""
 
     def stop(signum: int, _: Any) -> None:
         if not stopped_by:
@@ -325,8 +326,12 @@ def _stop_on_signals(stopped_by: list[int]) -> dict[int, Any]:
             raise KeyboardInterrupt
 
     hangup = getattr(signal, "SIGHUP", None)  # not on Windows
+    # A signal ignored when the process started stays ignored: `nohup all-rules cohort …`
+    # must survive its terminal's hangup, as any Unix tool started under nohup does.
     previous: dict[int, Any] = {signum: signal.signal(signum, stop)
-                                for signum in (signal.SIGTERM, hangup) if signum is not None}
+                                for signum in (signal.SIGTERM, hangup)
+                                if signum is not None
+                                and signal.getsignal(signum) is not signal.SIG_IGN}
     return previous
 
 

@@ -13,6 +13,7 @@ import contextlib
 import errno
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -59,12 +60,25 @@ class HeldInput:
         while view:
             view = view[os.write(fd, view):]
 
-    def close(self) -> None:
+    def end(self) -> None:
+        """Close the pipe: the reader sees the end of its input."""
         if self._fd is not None:
             with contextlib.suppress(OSError):
                 os.close(self._fd)
             self._fd = None
+
+    def close(self) -> None:
+        self.end()
         shutil.rmtree(self._folder, ignore_errors=True)
+
+
+def default_signals() -> None:
+    """``preexec_fn`` for a run a test signals: SIGINT, SIGTERM and SIGHUP at their defaults
+    in the child, whatever the test runner inherited (a shell's background job starts with
+    SIGINT ignored, nohup with SIGHUP ignored, and an ignored signal stays ignored across
+    exec)."""
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, signal.SIG_DFL)
 
 
 @contextlib.contextmanager

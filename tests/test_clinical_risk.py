@@ -209,9 +209,10 @@ def test_doses_shown_only_where_they_apply(guideline: Guideline) -> None:
     assert child["pegaspargase"].per_m2 == 2500
     assert set(child) == {"vincristine", "daunorubicin", "pegaspargase"}
     backbone_plan = {"regimen": "source_backbone"}
-    adult = _doses(guideline, {**ADULT_B, "age_years": 22, "plan": backbone_plan})
+    fit = {**ADULT_B, "substantial_comorbidities": False, "plan": backbone_plan}
+    adult = _doses(guideline, {**fit, "age_years": 22})
     assert adult["pegaspargase"].per_m2 == 2000  # Oncaspar label over 21 years
-    young_adult = _doses(guideline, {**ADULT_B, "age_years": 19, "plan": backbone_plan})
+    young_adult = _doses(guideline, {**fit, "age_years": 19})
     assert young_adult["pegaspargase"].per_m2 == 2500
     small = {**ADULT_B, "age_years": 1.5, "bsa_m2": 0.45, "weight_kg": 9}
     assert _doses(guideline, small) == {}
@@ -220,31 +221,52 @@ def test_doses_shown_only_where_they_apply(guideline: Guideline) -> None:
     assert "2500 IU/m²" not in item.text
     infant = _doses(guideline, {**ADULT_B, "age_years": 0.9, "bsa_m2": 0.6})
     assert set(infant) == {"pegaspargase"}
-    assert _doses(guideline, {**ADULT_B, "age_years": 30, "bsa_m2": None}) == {}
+    assert _doses(guideline, {**fit, "age_years": 30, "bsa_m2": None}) == {}
 
 
-def test_an_adult_is_shown_no_backbone_dose_unless_the_plan_follows_the_backbone(
-        guideline: Guideline) -> None:
-    """Review finding: an adult was told "use an established adult regimen (UKALL XII / ECOG
-    2993 or hyper-CVAD)" beside the four-drug backbone with daunorubicin 25-30 mg/m² computed
-    (the UKALL XII / ECOG E2993 induction gives 60 mg/m²). An adult sees backbone doses only
-    when the plan names the source backbone; otherwise the regimen decides them."""
-    for age in (18, 21.9, 40, 64.9):
-        for regimen in (None, "ukall_xii_ecog_2993", "hyper_cvad", "other"):
-            facts = {**ADULT_B, "age_years": age, "bsa_m2": 1.8,
-                     "substantial_comorbidities": False}
+def test_backbone_doses_follow_the_plans_regimen(guideline: Guideline) -> None:
+    """Review findings: an adult was told "use an established adult regimen (UKALL XII / ECOG
+    2993 or hyper-CVAD)" beside the four-drug backbone with daunorubicin 25-30 mg/m²
+    computed (the UKALL XII / ECOG E2993 induction gives 60 mg/m²), and a 16-year-old on
+    UKALL XII saw those figures beside the regimen's own 60 mg/m² audit. Backbone doses are
+    shown only for a plan on the source backbone, or a child whose plan names no regimen;
+    population.adult_regimens is not shown beside a plan on the source backbone."""
+    fit = {**ADULT_B, "bsa_m2": 1.8, "substantial_comorbidities": False}
+    for age in (0.5, 8, 16, 18, 21.9, 40, 64.9):
+        for regimen in ("ukall_xii_ecog_2993", "hyper_cvad", "other", None):
+            facts = {**fit, "age_years": age, "bsa_m2": 0.65 if age < 1 else 1.8}
             if regimen:
                 facts["plan"] = {"regimen": regimen}
             assessment = guideline.assess(facts)
             item = assessment.get("induction.four_drug_backbone")
             assert item is not None, (age, regimen)
-            assert item.doses is None, (age, regimen)
-            assert "mg/m²" not in item.text
-            assert "IU/" not in item.text
-            assert "population.adult_regimens" in assessment.ids()
-    child = _item(guideline, {**ADULT_B, "age_years": 17.9, "bsa_m2": 1.8},
-                  "induction.four_drug_backbone")
-    assert child.doses
+            shows_doses = regimen is None and age < 18
+            assert (item.doses is not None) == shows_doses, (age, regimen)
+            if not shows_doses:
+                assert "mg/m²" not in item.text
+                assert "IU/" not in item.text
+    for age in (19, 40):
+        on_backbone = guideline.assess({**fit, "age_years": age,
+                                        "plan": {"regimen": "source_backbone"}})
+        item = on_backbone.get("induction.four_drug_backbone")
+        assert item is not None
+        assert item.doses
+        assert "population.adult_regimens" not in on_backbone.ids()
+        unnamed = guideline.assess({**fit, "age_years": age})
+        assert "population.adult_regimens" in unnamed.ids()
+
+
+def test_full_intensity_for_an_adult_waits_for_known_fitness(guideline: Guideline) -> None:
+    """Review finding: an adult with comorbidities unknown was asked for a fitness assessment
+    and, in the same assessment, given the full backbone and high-dose methotrexate. Now
+    only the request stands until fitness is known; a child is unchanged."""
+    adult = guideline.assess({**ADULT_B, "age_years": 40, "bsa_m2": 1.9})
+    ids = set(adult.ids())
+    assert "data.fitness_assessment" in ids
+    assert not ids & {"induction.four_drug_backbone", "cns.high_dose_methotrexate",
+                      "population.adult_regimens"}
+    child = guideline.assess({**ADULT_B, "age_years": 8, "bsa_m2": 1.0})
+    assert {"induction.four_drug_backbone", "cns.high_dose_methotrexate"} <= set(child.ids())
 
 
 def test_correct_doses_for_this_patient_are_not_flagged(guideline: Guideline) -> None:

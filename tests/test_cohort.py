@@ -21,7 +21,7 @@ from all_rules._cohort_io import CohortInputError, run_cohort
 from all_rules.cohort import RowError, assess_many
 from all_rules.frames import assess_frame
 
-from .feed import held_input
+from .feed import default_signals, held_input
 
 pd = pytest.importorskip("pandas")
 pytest.importorskip("pyarrow")
@@ -297,7 +297,8 @@ def test_cli_ctrl_c_exits_130_with_valid_output(tmp_path: Path) -> None:
     with held_input(5_000) as source:
         process = subprocess.Popen([sys.executable, "-m", "all_rules.cli", "cohort",
                                     str(source.path), "--out", str(out), "--workers", "2",
-                                    "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                                    "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                   preexec_fn=default_signals)
         source.feed(process)
         partial = tmp_path / ".out.jsonl.partial"
         deadline = time.monotonic() + 120

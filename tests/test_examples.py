@@ -73,6 +73,7 @@ def test_vincristine_is_capped_at_2_mg_for_a_large_adult(guideline: Guideline) -
     """1.4 mg/m² × 2.0 m² = 2.8 mg is capped to 2 mg, and marked capped (an adult whose plan
     follows the source backbone: only then are its doses shown to an adult)."""
     assessment = guideline.assess({"age_years": 40, "bsa_m2": 2.0,
+                                   "substantial_comorbidities": False,
                                    "plan": {"regimen": "source_backbone"}})
     backbone = assessment.get("induction.four_drug_backbone")
     assert backbone is not None
@@ -86,7 +87,8 @@ def test_vincristine_is_capped_at_2_mg_for_a_large_adult(guideline: Guideline) -
 def test_backbone_without_bsa_has_no_computed_doses(guideline: Guideline) -> None:
     """Without a BSA no dose is shown (which dose applies depends on it: per m², per kg
     under 0.6 m², the adult pegaspargase dose) and data.body_surface_area fires."""
-    assessment = guideline.assess({"age_years": 40})
+    assessment = guideline.assess({"age_years": 40, "substantial_comorbidities": False,
+                                   "plan": {"regimen": "source_backbone"}})
     backbone = assessment.get("induction.four_drug_backbone")
     assert backbone is not None
     assert backbone.doses is None

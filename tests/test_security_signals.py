@@ -20,16 +20,19 @@ from all_rules import synth
 from all_rules._cohort_guard import RunLock
 from all_rules._cohort_io import CohortInputError, run_cohort
 
-from .feed import held_input
+from .feed import default_signals, held_input
 
 pytest.importorskip("pyarrow")
 
 HELD = 5_000  # rows written to a held pipe before the run is stopped
 
 
-def _start(source: Path, out: Path, *extra: str,
-           limit: int | None = None) -> subprocess.Popen[bytes]:
+def _start(source: Path, out: Path, *extra: str, limit: int | None = None,
+           ignored: tuple[int, ...] = ()) -> subprocess.Popen[bytes]:
     def limited() -> None:  # runs in the child before exec
+        default_signals()
+        for signum in ignored:
+            signal.signal(signum, signal.SIG_IGN)
         if limit is not None:
             resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
 
@@ -106,6 +109,24 @@ def test_sigterm_and_sighup_stop_the_run_as_ctrl_c(tmp_path: Path, signum: int,
     assert all(json.loads(line)["ruleset"]["name"] == "all-guideline" for line in lines)
     assert _files(tmp_path) == ["out.jsonl"]
     _wait_gone(workers, 10)
+
+
+def test_a_run_started_under_nohup_survives_its_hangup(tmp_path: Path) -> None:
+    """SIGHUP ignored at start (`nohup all-rules cohort …`) stays ignored: the hangup does
+    not stop the run, which finishes every row and exits 0."""
+    out = tmp_path / "out.jsonl"
+    with held_input(HELD) as source:
+        process = _start(source.path, out, "--workers", "2", ignored=(signal.SIGHUP,))
+        source.feed(process)
+        _wait_for_rows(out)
+        process.send_signal(signal.SIGHUP)
+        time.sleep(1)
+        assert process.poll() is None, "the hangup stopped a run started under nohup"
+        source.end()
+        _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 0, stderr.decode()
+    assert len(out.read_text(encoding="utf-8").splitlines()) == HELD
+    assert _files(tmp_path) == ["out.jsonl"]
 
 
 def test_workers_of_a_killed_parent_exit_and_the_next_run_cleans_up(tmp_path: Path) -> None:

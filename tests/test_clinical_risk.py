@@ -267,6 +267,14 @@ def test_full_intensity_for_an_adult_waits_for_known_fitness(guideline: Guidelin
                       "population.adult_regimens"}
     child = guideline.assess({**ADULT_B, "age_years": 8, "bsa_m2": 1.0})
     assert {"induction.four_drug_backbone", "cns.high_dose_methotrexate"} <= set(child.ids())
+    consolidation = guideline.assess({**ADULT_B, "age_years": 40, "age_at_diagnosis_years": 40,
+                                      "bsa_m2": 1.9, "phase": "consolidation",
+                                      "complete_remission": True,
+                                      "weeks_to_complete_remission": 4,
+                                      "mrd_end_of_induction_percent": 0.001})
+    ids = set(consolidation.ids())
+    assert "data.fitness_assessment" in ids
+    assert "consolidation.high_dose_methotrexate" not in ids
 
 
 def test_correct_doses_for_this_patient_are_not_flagged(guideline: Guideline) -> None:

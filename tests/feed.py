@@ -88,14 +88,3 @@ def held_input(rows: int, *, seed: int = 5) -> Iterator[HeldInput]:
         yield held
     finally:
         held.close()
-
-
-def wait_for_rows(out: Path, timeout: float = 120) -> None:
-    """Wait until a run writing ``out`` has put whole rows into its temporary."""
-    partial = out.with_name(f".{out.name}.partial")
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if partial.exists() and partial.stat().st_size > 0:
-            return
-        time.sleep(0.05)
-    raise AssertionError("the run wrote nothing")

@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections import Counter
 from itertools import count, islice
 from pathlib import Path
@@ -20,7 +21,7 @@ from all_rules._cohort_io import CohortInputError, run_cohort
 from all_rules.cohort import RowError, assess_many
 from all_rules.frames import assess_frame
 
-from .feed import default_signals, held_input, wait_for_rows
+from .feed import default_signals, held_input
 
 pd = pytest.importorskip("pandas")
 pytest.importorskip("pyarrow")
@@ -299,7 +300,10 @@ def test_cli_ctrl_c_exits_130_with_valid_output(tmp_path: Path) -> None:
                                     "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                    preexec_fn=default_signals)
         source.feed(process)
-        wait_for_rows(out)
+        partial = tmp_path / ".out.jsonl.partial"
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and (not partial.exists() or partial.stat().st_size == 0):
+            time.sleep(0.05)
         assert process.poll() is None, "the run ended while its input was still open"
         process.send_signal(signal.SIGINT)
         _, stderr = process.communicate(timeout=60)

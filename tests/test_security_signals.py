@@ -20,7 +20,7 @@ from all_rules import synth
 from all_rules._cohort_guard import RunLock
 from all_rules._cohort_io import CohortInputError, run_cohort
 
-from .feed import default_signals, held_input, wait_for_rows
+from .feed import default_signals, held_input
 
 pytest.importorskip("pyarrow")
 
@@ -41,6 +41,16 @@ def _start(source: Path, out: Path, *extra: str, limit: int | None = None,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
                             preexec_fn=limited)
+
+
+def _wait_for_rows(out: Path) -> None:
+    partial = out.with_name(f".{out.name}.partial")
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if partial.exists() and partial.stat().st_size > 0:
+            return
+        time.sleep(0.05)
+    raise AssertionError("the run wrote nothing")
 
 
 def _children(pid: int) -> list[int]:
@@ -87,7 +97,7 @@ def test_sigterm_and_sighup_stop_the_run_as_ctrl_c(tmp_path: Path, signum: int,
     with held_input(HELD) as source:
         process = _start(source.path, out, "--workers", "2")
         source.feed(process)
-        wait_for_rows(out)
+        _wait_for_rows(out)
         workers = _children(process.pid)
         assert process.poll() is None, "the run ended while its input was still open"
         process.send_signal(signum)
@@ -108,7 +118,7 @@ def test_a_run_started_under_nohup_survives_its_hangup(tmp_path: Path) -> None:
     with held_input(HELD) as source:
         process = _start(source.path, out, "--workers", "2", ignored=(signal.SIGHUP,))
         source.feed(process)
-        wait_for_rows(out)
+        _wait_for_rows(out)
         process.send_signal(signal.SIGHUP)
         time.sleep(1)
         assert process.poll() is None, "the hangup stopped a run started under nohup"
@@ -127,7 +137,7 @@ def test_workers_of_a_killed_parent_exit_and_the_next_run_cleans_up(tmp_path: Pa
     with held_input(HELD) as source:
         process = _start(source.path, out, "--workers", "2")
         source.feed(process)
-        wait_for_rows(out)
+        _wait_for_rows(out)
         workers = _children(process.pid)
         assert len(workers) >= 2
         assert process.poll() is None, "the run ended while its input was still open"

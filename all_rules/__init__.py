@@ -1,7 +1,6 @@
 """all-rules: the ALL management guideline as declarative rulesets on durable-rules."""
 
-from ._guideline import Guideline, assess, validate_facts
-from ._schema import ItemPhase, Kind, RiskGroup, Severity
+from .engine._guideline import Guideline, assess, validate_facts
 from .exceptions import (
     AllRulesError,
     EvaluationError,
@@ -28,6 +27,7 @@ from .facts import (
     Steroid,
 )
 from .output import Assessment, DoseLine, Evidence, Recommendation, Risk, RulesetInfo
+from .ruleset._schema import ItemPhase, Kind, RiskGroup, Severity
 
 __version__ = "0.1.0"
 

@@ -18,8 +18,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from ._conditions import AllOf, DerivedTest, FactTest, suggest
-from ._explain import (
+from all_rules.engine._evaluator import (
     Evaluator,
     RuleTrace,
     Trace,
@@ -28,10 +27,12 @@ from ._explain import (
     threshold,
     unknown_facts,
 )
-from ._factspec import FACTS
-from ._format import literal_text, value_text
-from ._ruleset import Rule
-from ._schema import Concludes
+from all_rules.engine._format import literal_text, value_text
+from all_rules.ruleset._conditions import AllOf, DerivedTest, FactTest, suggest
+from all_rules.ruleset._factspec import FACTS
+from all_rules.ruleset._loader import Rule
+from all_rules.ruleset._schema import Concludes
+
 from .exceptions import AllRulesError
 from .output import RulesetInfo
 

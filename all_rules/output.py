@@ -11,7 +11,7 @@ from typing import Any, ClassVar, TypeVar
 
 from pydantic import BaseModel, ConfigDict, SerializationInfo, model_serializer
 
-from ._schema import ItemPhase, Kind, RiskGroup, Severity
+from all_rules.ruleset._schema import ItemPhase, Kind, RiskGroup, Severity
 
 __all__ = ["Assessment", "DoseLine", "Evidence", "Recommendation", "Risk", "RulesetInfo"]
 
@@ -116,7 +116,7 @@ class Assessment(_Out):
         An assessment does not keep the facts it was made from: pass them, and the
         ``Guideline`` unless it is the shipped one. Refused (``ValueError``) when they do
         not give this very assessment, so an explanation never describes another one."""
-        from ._guideline import Guideline
+        from all_rules.engine._guideline import Guideline
 
         guideline = guideline if guideline is not None else Guideline.default()
         if guideline.info != self.ruleset or guideline.assess(facts).to_dict() != self.to_dict():

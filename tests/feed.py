@@ -20,7 +20,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from all_rules import synth
+from all_rules.cohort import synth
 
 
 class HeldInput:

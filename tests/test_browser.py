@@ -19,8 +19,8 @@ from typing import ClassVar
 import pytest
 
 from all_rules import Guideline
-from all_rules._report_cohort import cohort_page
 from all_rules.cli import main
+from all_rules.report._cohort import cohort_page
 
 from .chromium import PageVisit, chromium_path, in_ci, visit
 from .conftest import EXAMPLES

@@ -22,8 +22,8 @@ uvicorn = pytest.importorskip("uvicorn")
 from cryptography.hazmat.primitives.asymmetric import ec, rsa  # noqa: E402
 
 from all_rules import assess  # noqa: E402
-from all_rules._fhir_select import AT_DIAGNOSIS  # noqa: E402
 from all_rules.cds import ServiceSettings, create_app  # noqa: E402
+from all_rules.fhir._select import AT_DIAGNOSIS  # noqa: E402
 
 from .conftest import FIXTURES  # noqa: E402
 from .test_fhir import CDS_ADULT_PH as ADULT_PH  # noqa: E402

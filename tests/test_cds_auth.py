@@ -15,7 +15,7 @@ pytest.importorskip("starlette")
 
 from cryptography.hazmat.primitives.asymmetric import ec, rsa  # noqa: E402
 
-from all_rules._cds_auth import AuthError, ReplayCache, Verifier  # noqa: E402
+from all_rules.cds._auth import AuthError, ReplayCache, Verifier  # noqa: E402
 
 from .test_cds import (  # noqa: E402
     EC_KEY,

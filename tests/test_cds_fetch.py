@@ -14,8 +14,8 @@ import pytest
 pytest.importorskip("starlette")
 httpx = pytest.importorskip("httpx")
 
-from all_rules._cds_fetch import normalized_base, trusted_base  # noqa: E402
 from all_rules.cds import ServiceSettings  # noqa: E402
+from all_rules.cds._fetch import normalized_base, trusted_base  # noqa: E402
 
 from .test_cds import ISSUER, FhirStub, call, free_port, hook_request, running, service  # noqa: E402
 from .test_fhir import CDS_ADULT_PH as ADULT_PH  # noqa: E402

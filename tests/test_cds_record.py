@@ -18,7 +18,7 @@ pytest.importorskip("starlette")
 pytest.importorskip("fhir.resources")
 
 from all_rules import Guideline
-from all_rules._cds_cards import phase_specific
+from all_rules.cds._cards import phase_specific
 from all_rules.fhir import facts_from_bundle
 
 from .test_cds import ISSUER, FhirStub, call, free_port, running, service

@@ -26,8 +26,8 @@ pytest.importorskip("starlette")
 uvicorn = pytest.importorskip("uvicorn")
 httpx = pytest.importorskip("httpx")
 
-from all_rules._cds_serve import server_config  # noqa: E402
 from all_rules.cds import ServiceSettings  # noqa: E402
+from all_rules.cds._serve import server_config  # noqa: E402
 
 from .test_cds import free_port, hook_request  # noqa: E402
 from .test_fhir import CDS_ADULT_PH as ADULT_PH  # noqa: E402

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from all_rules import Guideline, RulesetValidationError
-from all_rules._ruleset import check
+from all_rules.ruleset._loader import check
 
 from .conftest import FIXTURES, RULESETS
 
@@ -124,7 +124,7 @@ def _indent(text: str, by: str) -> str:
 
 def _build_traced(tmp_path: Path, fixture: dict[str, Any]) -> Path:
     """tests/fixtures/minimal made traceable, plus the fixture's one defect."""
-    from all_rules._factspec import FACTS
+    from all_rules.ruleset._factspec import FACTS
 
     target = _build(tmp_path, {"append": fixture.get("append", "")} if "append" in fixture
                     else {})
@@ -210,7 +210,7 @@ def test_rules_check_command_runs_the_policy(tmp_path: Path,
 def test_facts_are_read_through_the_quantities_derived_from_them() -> None:
     """Policy 6 counts a fact as read when a rule reads a quantity computed from it (the BSA
     from height and weight, the age at diagnosis), and only then."""
-    from all_rules._policy import facts_read
+    from all_rules.ruleset._policy import facts_read
 
     ruleset, _ = check(RULESETS)
     assert ruleset is not None
@@ -222,7 +222,7 @@ def test_facts_are_read_through_the_quantities_derived_from_them() -> None:
 
 def test_rules_show_and_the_catalogue_give_basis_and_statements() -> None:
     """A reviewer sees, for each rule, its basis and the statements it encodes."""
-    from all_rules._describe import catalogue_markdown, describe_rule
+    from all_rules.report._describe import catalogue_markdown, describe_rule
 
     ruleset, _ = check(RULESETS)
     assert ruleset is not None

@@ -1,7 +1,7 @@
 """Clinical HSCT, relapse and Ph+ content (issue 7, classes a, g (relapse sites), j, k, l).
 
 Each test pins a defect class. Two properties run over more than 100,000 generated patients
-(``all_rules.synth`` rows and patients drawn field by field around the HSCT and relapse
+(``all_rules.cohort.synth`` rows and patients drawn field by field around the HSCT and relapse
 facts), and over a smaller hypothesis search:
 
 - no item of kind ``recommend`` about HSCT unless ``transplant_eligible`` is true (or the item
@@ -20,7 +20,8 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 
-from all_rules import Guideline, synth
+from all_rules import Guideline
+from all_rules.cohort import synth
 from all_rules.exceptions import InvalidFactsError
 
 from .strategies import patients

@@ -2,8 +2,8 @@
 diagnosis, extra features, doses, steroid wording, cranial irradiation floor, consolidation
 MRD, contradictory facts and exclusive population items.
 
-Each test pins a defect class; property tests run over generated patients (``all_rules.synth``
-rows and a smaller hypothesis search)."""
+Each test pins a defect class; property tests run over generated patients (
+``all_rules.cohort.synth`` rows and a smaller hypothesis search)."""
 
 from __future__ import annotations
 
@@ -190,7 +190,7 @@ def test_cns3_child_and_kmt2a_outside_infancy_are_features(guideline: Guideline)
 
 
 def test_testicular_involvement_is_declared_informational() -> None:
-    from all_rules._yaml import load_file
+    from all_rules.ruleset._safe_yaml import load_file
 
     from .conftest import RULESETS
     manifest = load_file(RULESETS / "ruleset.yaml").data
@@ -326,7 +326,7 @@ def _check(facts: dict[str, Any], assessment: Any) -> None:
 def test_invariants_over_100000_synthetic_patients(guideline: Guideline) -> None:
     """Relapsed/refractory never standard; no per-m² dose under 0.6 m²; no feature defined
     at diagnosis computed from the current age after induction — over synth rows."""
-    from all_rules import synth
+    from all_rules.cohort import synth
 
     seen_small = seen_relapsed = seen_no_dx_age = 0
     for facts in synth.patients(SYNTH_PATIENTS, seed=2026, missing_rate=0.1):

@@ -17,9 +17,9 @@ from typing import Any
 import pytest
 
 from all_rules import Guideline, assess, synth
-from all_rules._cohort_io import CohortInputError, run_cohort
 from all_rules.cohort import RowError, assess_many
-from all_rules.frames import assess_frame
+from all_rules.cohort._io import CohortInputError, run_cohort
+from all_rules.cohort.frames import assess_frame
 
 from .feed import default_signals, held_input
 
@@ -134,7 +134,7 @@ def test_spooled_chunks_are_copied_in_order_and_spools_retired(
     """Workers append JSON Lines to spool files and send only where; the parent copies each
     range into the output in input order, deletes a spool once its worker moved past it,
     and deletes the rest at the end. Without copy_file_range it reads and writes."""
-    from all_rules._cohort_io import ChunkResult, CohortSummary, _Spool, _Writer, spool_prefix
+    from all_rules.cohort._io import ChunkResult, CohortSummary, _Spool, _Writer, spool_prefix
 
     if copy_file_range == "unavailable":
         def refuse(*_: Any) -> int:
@@ -466,7 +466,7 @@ def test_dask_local_cluster_matches_the_local_run() -> None:
     dask = pytest.importorskip("dask")
     dd = pytest.importorskip("dask.dataframe")
     distributed = pytest.importorskip("distributed")
-    from all_rules.dask import assess_dask
+    from all_rules.cohort.dask_cluster import assess_dask
 
     frame = pd.DataFrame([synth.flatten(p) for p in synth.patients(20_000, seed=5)])
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,

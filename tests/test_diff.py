@@ -10,15 +10,15 @@ from typing import Any
 
 import pytest
 
-from all_rules import Guideline, synth
-from all_rules._cohort_io import CohortInputError, GuidelineSpec
-from all_rules._diff_format import summary_markdown
-from all_rules._diff_io import run_diff
-from all_rules._ruleset import check
-from all_rules._versions import UnknownVersionError, shipped_versions, version_directory
+from all_rules import Guideline
 from all_rules.cli import main
-from all_rules.cohort import RowError
-from all_rules.diff import DiffSummary, PatientChange, compare
+from all_rules.cohort import RowError, synth
+from all_rules.cohort._compare import run_diff
+from all_rules.cohort._io import CohortInputError, GuidelineSpec
+from all_rules.cohort.diff import DiffSummary, PatientChange, compare
+from all_rules.report._diff_text import summary_markdown
+from all_rules.ruleset._loader import check
+from all_rules.ruleset._versions import UnknownVersionError, shipped_versions, version_directory
 
 from .conftest import FIXTURES, RULESETS
 

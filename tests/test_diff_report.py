@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from all_rules._report_diff import PLOTTED_RULES, diff_page
 from all_rules.cli import main
+from all_rules.report._diff import PLOTTED_RULES, diff_page
 
 from .chromium import chromium_path, in_ci
 from .conftest import FIXTURES
@@ -211,13 +211,13 @@ def test_a_report_that_cannot_be_moved_in_place_leaves_nothing(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The page is written to a hidden partial file and renamed: a failure leaves neither
     half a page nor the partial file, and the run fails loudly."""
-    import all_rules._html
+    import all_rules.report._html
 
     def fail(*args: object) -> None:
         raise OSError(28, "No space left on device")
 
     # Only the page's rename fails (the changes file is renamed by the cohort writer).
-    monkeypatch.setattr(all_rules._html, "os", types.SimpleNamespace(replace=fail))
+    monkeypatch.setattr(all_rules.report._html, "os", types.SimpleNamespace(replace=fail))
     with pytest.raises(SystemExit) as exited:
         _run(tmp_path)
     assert exited.value.code == 1

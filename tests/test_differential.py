@@ -1,6 +1,6 @@
 """The differential oracle: the Python evaluator of the condition language and the engine agree.
 
-For every patient and every rule, the evaluator of ``all_rules._explain`` (plain Python,
+For every patient and every rule, the evaluator of ``all_rules.engine._evaluator`` (plain Python,
 independent of durable-rules) must say a rule branch holds exactly when the engine fired it.
 A disagreement is a bug in one of the two. Three sources of patients: 100,000 synthetic
 rows (the bulk, in two processes), every case of the rulesets' case files, and a hypothesis
@@ -21,13 +21,13 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from all_rules import Guideline, InvalidFactsError, Plan
-from all_rules._conditions import FactTest
-from all_rules._explain import Evaluator, threshold
-from all_rules._guideline import validate_facts
-from all_rules._prepare import prepare
-from all_rules._ruleset import load
-from all_rules._schema import CaseFile
-from all_rules._yaml import load_file
+from all_rules.engine._evaluator import Evaluator, threshold
+from all_rules.engine._guideline import validate_facts
+from all_rules.engine._prepare import prepare
+from all_rules.ruleset._conditions import FactTest
+from all_rules.ruleset._loader import load
+from all_rules.ruleset._safe_yaml import load_file
+from all_rules.ruleset._schema import CaseFile
 
 from .conftest import RULESETS
 from .strategies import patients
@@ -57,7 +57,7 @@ def _disagreement(guideline: Guideline, evaluator: Evaluator,
 
 def _chunk(args: tuple[int, int, float]) -> tuple[int, list[Any], dict[str, int]]:
     """Worker: one chunk of synthetic patients; returns (count, disagreements, firings)."""
-    from all_rules import synth
+    from all_rules.cohort import synth
 
     count, seed, missing_rate = args
     guideline = Guideline.default()

@@ -7,8 +7,8 @@ import re
 import pytest
 
 from all_rules import Guideline
-from all_rules._describe import catalogue_markdown
-from all_rules._gendocs import pages
+from all_rules.report._describe import catalogue_markdown
+from all_rules.report._gendocs import pages
 
 from .conftest import ROOT
 
@@ -45,7 +45,7 @@ def test_generated_page_is_current(name: str) -> None:
     statements, cases and models give now."""
     expected = pages(Guideline.default().ruleset)[name]
     actual = (ROOT / "docs" / name).read_text(encoding="utf-8")
-    assert actual == expected, f"regenerate: python -m all_rules._gendocs ({name} is stale)"
+    assert actual == expected, f"regenerate: python -m all_rules.report._gendocs ({name} is stale)"
 
 
 def test_docs_cite_no_document_outside_the_repository() -> None:

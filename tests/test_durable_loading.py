@@ -1,4 +1,4 @@
-"""Loading durable-rules' C module on Python 3.11–3.13 (all_rules/_durable.py).
+"""Loading durable-rules' C module on Python 3.11–3.13 (all_rules/engine/_durable.py).
 
 On 3.13 the module references ``PyEval_CallObject``, removed from that Python, in its message
 callbacks only; it is loaded with lazy binding, which is safe because the project never
@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 import all_rules
-from all_rules import _durable
+from all_rules.engine import _durable
 
 PACKAGE = Path(all_rules.__file__).parent
 
@@ -34,7 +34,7 @@ def test_loading_leaves_the_interpreters_dlopen_flags_as_they_were() -> None:
     script = textwrap.dedent("""
         import sys
         before = sys.getdlopenflags()
-        import all_rules._durable
+        import all_rules.engine._durable
         print(before == sys.getdlopenflags())
     """)
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
@@ -46,7 +46,7 @@ def test_the_project_never_registers_a_durable_callback() -> None:
     """The callbacks are the only code in the module that calls the symbol 3.13 removed; no
     module of the package may name them (so the lazily bound symbol is never reached)."""
     offenders = []
-    for source in PACKAGE.glob("*.py"):
+    for source in PACKAGE.rglob("*.py"):
         if source.name == "_durable.py":
             continue
         text = source.read_text(encoding="utf-8")
@@ -66,7 +66,7 @@ def test_every_callback_setter_still_exists() -> None:
 
 def test_assessments_never_touch_a_callback_setter(monkeypatch: pytest.MonkeyPatch) -> None:
     """At run time too: with every setter made to raise, assessments of varied patients run."""
-    from all_rules.synth import patients
+    from all_rules.cohort.synth import patients
 
     def refuse(*args: object) -> None:
         raise AssertionError("a durable callback was registered")

@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
-from all_rules._durable import engine as dre
-from all_rules._engine import ENGINE_LOCK
+from all_rules.engine._durable import engine as dre
+from all_rules.engine._network import ENGINE_LOCK
 
 
 def _fired(handle: int, state: int) -> list[str]:
@@ -143,7 +143,7 @@ def test_state_table_overflows_at_1024_live_sessions() -> None:
     `finally` and keeps one alive at a time. (Run apart: the overflow leaks a slot.)"""
     script = textwrap.dedent("""
         import json
-        from all_rules._durable import engine as dre
+        from all_rules.engine._durable import engine as dre
         h = dre.create_ruleset("overflow", json.dumps(
             {"a": {"all": [{"m": {"$and": [{"t": "p"}, {"$gt": {"x": 1}}]}}]}}))
         for i in range(1100):
@@ -205,7 +205,7 @@ def test_retraction_and_negation_in_a_reused_state(engine: Any) -> None:
 
 _DELETE_AFTER_ASSERT = textwrap.dedent("""
     import json, sys
-    from all_rules._durable import engine as dre
+    from all_rules.engine._durable import engine as dre
     from all_rules import Guideline
     engine = Guideline.default().engine
     guarded = sys.argv[1] == "guarded"
@@ -258,7 +258,7 @@ def test_deleting_a_state_on_which_no_action_ever_started_crashes() -> None:
     primes every new state with an action of its own."""
     script = textwrap.dedent("""
         import json
-        from all_rules._durable import engine as dre
+        from all_rules.engine._durable import engine as dre
         from all_rules import Guideline
         engine = Guideline.default().engine
         for i in range(50):

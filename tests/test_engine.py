@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
-import all_rules._engine as engine_module
+import all_rules.engine._network as engine_module
 from all_rules import EvaluationError, Guideline, assess
-from all_rules._durable import engine as dre
-from all_rules._engine import ENGINE_LOCK
+from all_rules.engine._durable import engine as dre
+from all_rules.engine._network import ENGINE_LOCK
 
 ADULT_PH = {"patient_id": "P-1", "age_years": 42, "lineage": "B", "ph_status": "positive",
             "wbc_at_diagnosis_10e9_per_l": 45, "cns_status": "CNS1", "bsa_m2": 1.9}
@@ -103,7 +103,7 @@ def test_a_state_on_which_nothing_fired_can_be_deleted() -> None:
     fact no rule matches) is renewed and closed without crashing the process. (Run apart:
     without the priming this segfaults.)"""
     script = textwrap.dedent("""
-        import all_rules._engine as E
+        import all_rules.engine._network as E
         from all_rules import Guideline
         E.RENEW_EVERY = 2
         E.Engine._patient_message = lambda self, values: (
@@ -294,7 +294,7 @@ def test_interruption_between_assert_and_drain_is_survived() -> None:
     if the state is deleted before an action is started.)"""
     script = textwrap.dedent("""
         import all_rules
-        from all_rules._engine import Engine
+        from all_rules.engine._network import Engine
         facts = {"age_years": 40, "lineage": "B", "ph_status": "positive",
                  "wbc_at_diagnosis_10e9_per_l": 45}
         real = Engine._drain

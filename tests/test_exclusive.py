@@ -3,7 +3,7 @@
 The sets are declared in rulesets/ruleset.yaml `exclusive`. Two searches, over more than
 100,000 generated patients in all:
 
-- a fast sweep: 50,000 synthetic cohort rows (all_rules.synth, plausible patients) and
+- a fast sweep: 50,000 synthetic cohort rows (all_rules.cohort.synth, plausible patients) and
   50,000 patients drawn field by field over the whole model, with every parameter threshold
   and its neighbours among the numbers, so rare combinations (an unfit 80-year-old without a
   TKI, a CNS3 infant, a relapse in consolidation) are reached;
@@ -21,10 +21,11 @@ import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 
-from all_rules import Guideline, synth
-from all_rules._factspec import FACTS
+from all_rules import Guideline
+from all_rules.cohort import synth
 from all_rules.exceptions import InvalidFactsError
 from all_rules.facts import PatientFacts, Plan
+from all_rules.ruleset._factspec import FACTS
 
 from .conftest import RULESETS
 from .strategies import patients

@@ -10,9 +10,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 
 from all_rules import Guideline
-from all_rules._conditions import FactTest
 from all_rules.cli import main
 from all_rules.explain import ConditionExplanation, UnknownRuleError
+from all_rules.ruleset._conditions import FactTest
 
 from .strategies import patients
 
@@ -242,8 +242,8 @@ def test_cli_assess_why_not(capsys: pytest.CaptureFixture[str], tmp_path: Any) -
 def test_an_unknown_operator_is_refused_not_skipped() -> None:
     """A condition form the evaluator does not know fails loudly instead of being read as
     "holds" (the rulesets may grow new forms on other branches)."""
-    from all_rules._conditions import FactTest as Test
-    from all_rules._explain import fact_predicate
+    from all_rules.engine._evaluator import fact_predicate
+    from all_rules.ruleset._conditions import FactTest as Test
 
     with pytest.raises(TypeError, match="operator `between`"):
         fact_predicate(Test("age_years", "between", (1, 2), ()), {})

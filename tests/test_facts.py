@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from all_rules import InvalidFactsError, PatientFacts, assess, validate_facts
-from all_rules._prepare import mosteller_bsa_m2, prepare
+from all_rules.engine._prepare import mosteller_bsa_m2, prepare
 
 
 def _errors(facts: Any) -> dict[str, str]:

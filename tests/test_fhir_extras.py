@@ -83,9 +83,10 @@ def test_fhir_mapping_without_fhir_resources() -> None:
 
 
 @pytest.mark.parametrize(("code", "blocked", "message"), [
-    ("from all_rules.dask import assess_dask\nassess_dask(None)", "dask,dask.dataframe",
+    ("from all_rules.cohort.dask_cluster import assess_dask\nassess_dask(None)",
+     "dask,dask.dataframe",
      "Dask support needs: pip install 'all-rules[dask]'"),
-    ("from all_rules.frames import assess_frame\nassess_frame(None)", "pandas",
+    ("from all_rules.cohort.frames import assess_frame\nassess_frame(None)", "pandas",
      "data frames need pandas: pip install 'all-rules[cohort]'"),
 ])
 def test_data_frames_without_their_extra(code: str, blocked: str, message: str) -> None:

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from all_rules._schema import CaseFile
-from all_rules._yaml import load_file
+from all_rules.ruleset._safe_yaml import load_file
+from all_rules.ruleset._schema import CaseFile
 
 from .conftest import ROOT
 

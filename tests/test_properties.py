@@ -154,7 +154,7 @@ def test_a_skeleton_that_cannot_reproduce_its_item_is_not_used(
         monkeypatch: pytest.MonkeyPatch) -> None:
     """A skeleton is checked against a direct rendering when built; if they differ, the
     item is rendered directly every time (never a wrong output)."""
-    import all_rules._assemble as assemble
+    import all_rules.engine._assemble as assemble
 
     guideline = Guideline.load()
     facts = {"age_years": 42.5, "lineage": "B", "ph_status": "positive",

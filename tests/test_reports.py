@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 
 from all_rules import Guideline
-from all_rules._html import Section, render_page, table
-from all_rules._report_cohort import category, cohort_page
 from all_rules.cli import main
+from all_rules.report._cohort import category, cohort_page
+from all_rules.report._html import Section, render_page, table
 
 from .conftest import EXAMPLES
 

@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 
 from all_rules import Guideline
-from all_rules._ruleset import load
-from all_rules._schema import CaseFile, CaseSpec
-from all_rules._yaml import load_file
+from all_rules.ruleset._loader import load
+from all_rules.ruleset._safe_yaml import load_file
+from all_rules.ruleset._schema import CaseFile, CaseSpec
 
 from .conftest import RULESETS
 

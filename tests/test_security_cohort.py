@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 
-from all_rules import synth
-from all_rules._cohort_io import CohortInputError, check_outputs, run_cohort
-from all_rules._cohort_read import MAX_ROW_BYTES
-from all_rules._records import record_to_facts
 from all_rules.cli import main
+from all_rules.cohort import synth
+from all_rules.cohort._io import CohortInputError, check_outputs, run_cohort
+from all_rules.cohort._read import MAX_ROW_BYTES
+from all_rules.cohort._records import record_to_facts
 
 pytest.importorskip("pyarrow")
 

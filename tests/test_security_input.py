@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from all_rules import Guideline, InvalidFactsError
-from all_rules._input import DEFAULT_LIMIT, MAX_DEPTH, read_bounded_json
 from all_rules.cli import main
+from all_rules.engine._input import DEFAULT_LIMIT, MAX_DEPTH, read_bounded_json
 from all_rules.exceptions import UnreadableInputError
 from all_rules.facts import PatientFacts, Plan
 

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from all_rules import EvaluationError, Guideline, synth
-from all_rules._engine import Engine
+from all_rules.engine._network import Engine
 from all_rules.exceptions import RulesetLoadError
 
 from .conftest import RULESETS
@@ -165,7 +165,7 @@ def test_a_closed_guideline_forked_stays_closed(fresh_guideline: Guideline) -> N
 def test_fork_while_the_default_guideline_lock_is_held(guideline: Guideline) -> None:
     """A fork while some thread holds the lock guarding the shared default guideline: the
     child gets a new lock and assesses, instead of waiting forever."""
-    from all_rules import _guideline
+    from all_rules.engine import _guideline
 
     expected = guideline.assess_json(PATIENTS[0])
     with _guideline._default_lock:

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from all_rules._ruleset import check
-from all_rules._yaml import MAX_DEPTH, MAX_FILE_BYTES
 from all_rules.cli import main
+from all_rules.ruleset._loader import check
+from all_rules.ruleset._safe_yaml import MAX_DEPTH, MAX_FILE_BYTES
 
 from .conftest import FIXTURES
 

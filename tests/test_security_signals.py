@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from all_rules import synth
-from all_rules._cohort_guard import RunLock
-from all_rules._cohort_io import CohortInputError, run_cohort
+from all_rules.cohort import synth
+from all_rules.cohort._guard import RunLock
+from all_rules.cohort._io import CohortInputError, run_cohort
 
 from .feed import default_signals, held_input
 
@@ -195,7 +195,7 @@ def test_a_file_size_limit_exits_1_and_leaves_nothing(tmp_path: Path, fmt: str,
 
 def test_a_full_disk_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """ENOSPC in the middle of the output: the error propagates and nothing is left."""
-    from all_rules import _cohort_io
+    from all_rules.cohort import _io as _cohort_io
 
     source = tmp_path / "in.jsonl"
     synth.write(source, 2500, seed=3, fmt="jsonl")

@@ -9,7 +9,7 @@ import sys
 
 def describe() -> str:
     """One line: the Python, the machine, and how durable-rules' module was loaded."""
-    from all_rules import _durable
+    from all_rules.engine import _durable
 
     binding = "lazy binding" if sys.version_info >= (3, 13) else "immediate binding"
     return (f"Python {platform.python_version()} ({platform.python_implementation()}) on "

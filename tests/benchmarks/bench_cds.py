@@ -36,8 +36,8 @@ import jwt
 import uvicorn
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from all_rules._cds_serve import server_config
 from all_rules.cds import ServiceSettings
+from all_rules.cds._serve import server_config
 
 ISSUER = "https://ehr.bench"
 KEY = ec.generate_private_key(ec.SECP384R1())

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import _runtime  # tests/benchmarks/_runtime.py, beside this script
 
-from all_rules import synth
-from all_rules._cohort_io import GuidelineSpec, run_cohort
+from all_rules.cohort import synth
+from all_rules.cohort._io import GuidelineSpec, run_cohort
 
 
 def _floor(source: Path, out: Path, workers: int) -> float:

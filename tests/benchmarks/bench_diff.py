@@ -20,10 +20,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from all_rules import synth
-from all_rules._cohort_io import GuidelineSpec, run_cohort
-from all_rules._diff_io import run_diff
-from all_rules._versions import version_directory
+from all_rules.cohort import synth
+from all_rules.cohort._compare import run_diff
+from all_rules.cohort._io import GuidelineSpec, run_cohort
+from all_rules.ruleset._versions import version_directory
 
 
 def main() -> None:

@@ -14,10 +14,11 @@ from __future__ import annotations
 import sys
 import time
 
-from all_rules import Guideline, synth
-from all_rules._explain import Evaluator
-from all_rules._guideline import validate_facts
-from all_rules._prepare import prepare
+from all_rules import Guideline
+from all_rules.cohort import synth
+from all_rules.engine._evaluator import Evaluator
+from all_rules.engine._guideline import validate_facts
+from all_rules.engine._prepare import prepare
 
 
 def main(count: int) -> None:

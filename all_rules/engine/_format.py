@@ -1,0 +1,61 @@
+"""Plain-text formatting of values, tests and evidence for reasons and the text output."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from all_rules.ruleset._conditions import FactTest
+from all_rules.ruleset._factspec import FACTS
+
+from ._network import resolve
+
+_SYMBOLS = {"eq": "==", "ne": "!=", "gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
+
+
+def number(value: float) -> str:
+    """A number as a clinician writes it: no trailing ``.0``, no float noise."""
+    if float(value).is_integer() and abs(value) < 1e15:
+        return str(int(value))
+    return f"{value:.6g}"
+
+
+def value_text(value: Any) -> str | None:
+    """A fact value for prose; ``None`` when unknown."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int | float):
+        return number(value)
+    return str(value)
+
+
+def literal_text(value: Any) -> str:
+    """A test's operand as written in a ruleset: ``true``, ``30``, ``B``."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return value_text(value) or "null"
+
+
+def test_text(test: FactTest, values: Mapping[str, float]) -> str:
+    """The test a fact passed, as in evidence (``> 30``, ``in [B, T]``, ``unknown``)."""
+    if test.op == "known":
+        return "known" if test.value else "unknown"
+    if test.op in ("in", "not_in"):
+        items = ", ".join(literal_text(v) for v in test.value)
+        return f"{test.op.replace('_', ' ')} [{items}]"
+    resolved = resolve(test.value, values)
+    return f"{_SYMBOLS[test.op]} {literal_text(resolved)}"
+
+
+def fact_phrase(name: str, value: Any) -> str:
+    """``WBC at diagnosis 45 ×10⁹/L`` or ``lineage unknown``."""
+    spec = FACTS.get(name)
+    label = spec.label if spec else name
+    shown = value_text(value)
+    if shown is None:
+        return f"{label} unknown"
+    unit = f" {spec.unit}" if spec and spec.unit and spec.unit != "%" else (
+        "%" if spec and spec.unit == "%" else "")
+    return f"{label} {shown}{unit}"

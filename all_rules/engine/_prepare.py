@@ -1,0 +1,170 @@
+"""Turn validated patient facts into what the engine matches on.
+
+Python's part before the engine: drop unknowns (the engine must see *absence*, never a
+placeholder it could compare), settle body surface area, and aggregate planned doses into
+per-drug quantities in both absolute and per-m² units. No guideline condition is decided here.
+"""
+
+from __future__ import annotations
+
+import math
+from enum import Enum
+from typing import Any
+
+import attrs
+
+from all_rules import facts as _facts
+from all_rules.facts import Dose, DoseUnit, Drug, PatientFacts, Plan
+from all_rules.ruleset._factspec import FACTS
+
+#: Derived per-m² doses are rounded to this many decimals, so that a dose entered in mg and
+#: converted with the BSA is not flagged for a last-digit floating-point excess.
+DOSE_DECIMALS = 3
+
+
+@attrs.frozen
+class PreparedFacts:
+    """One patient, ready for the engine and for the renderer."""
+
+    patient_id: str | None
+    values: dict[str, Any]
+    """Every testable fact by public name; ``None`` where unknown."""
+    bsa_source: str | None
+    """``"given"``, ``"mosteller"`` or ``None`` when no BSA can be had."""
+
+
+
+def mosteller_bsa_m2(height_cm: float, weight_kg: float) -> float:
+    """Body surface area by Mosteller: sqrt(height [cm] × weight [kg] / 3600), in m²."""
+    return math.sqrt(height_cm * weight_kg / 3600.0)
+
+
+def _plain(value: Any) -> Any:
+    """A fact's value as the engine and the output hold it: enums as plain strings,
+    ``unknown`` as None, -0.0 as 0.0 (they hash alike but print differently)."""
+    kind = type(value)
+    if kind is float:
+        return value + 0.0
+    if kind in _ENUMS:
+        # ``_value_``, not ``.value``: the latter is a descriptor call on every access.
+        return None if value == "unknown" else value._value_
+    return value
+
+
+def _per_m2_and_absolute(dose: Dose, bsa: float | None,
+                         weight: float | None) -> tuple[float | None, ...]:
+    """(per m², absolute, per kg); a quantity is None where BSA or weight is unknown."""
+    if dose.unit in (DoseUnit.MG_PER_M2, DoseUnit.IU_PER_M2):
+        per_m2: float | None = dose.dose
+        absolute = None if bsa is None else dose.dose * bsa
+    else:
+        per_m2, absolute = (None if bsa is None else dose.dose / bsa), dose.dose
+    per_kg = None if absolute is None or weight is None else absolute / weight
+    return per_m2, absolute, per_kg
+
+
+#: (derived fact, drug, which quantity, how the doses combine)
+_AGGREGATES = (
+    ("plan.vincristine_max_mg", Drug.VINCRISTINE.value, "absolute", max),
+    ("plan.vincristine_max_mg_per_m2", Drug.VINCRISTINE.value, "per_m2", max),
+    ("plan.daunorubicin_min_mg_per_m2", Drug.DAUNORUBICIN.value, "per_m2", min),
+    ("plan.daunorubicin_max_mg_per_m2", Drug.DAUNORUBICIN.value, "per_m2", max),
+    ("plan.pegaspargase_min_iu_per_m2", Drug.PEGASPARGASE.value, "per_m2", min),
+    ("plan.pegaspargase_max_iu_per_m2", Drug.PEGASPARGASE.value, "per_m2", max),
+    ("plan.pegaspargase_min_iu_per_kg", Drug.PEGASPARGASE.value, "per_kg", min),
+    ("plan.pegaspargase_max_iu_per_kg", Drug.PEGASPARGASE.value, "per_kg", max),
+)
+
+
+def _dose_aggregates(doses: tuple[Dose, ...], bsa: float | None,
+                     weight: float | None) -> dict[str, float | None]:
+    """Per drug, the largest (or smallest) planned dose in absolute and per-m² units.
+
+    An aggregate over doses some of which could not be converted (no BSA) is still a true
+    bound for the ones that could; the BSA data item tells the reader the rest is unknown."""
+    found: dict[tuple[str, str], list[float]] = {}
+    for dose in doses:
+        drug = dose.drug._value_
+        for quantity, amount in zip(("per_m2", "absolute", "per_kg"),
+                                    _per_m2_and_absolute(dose, bsa, weight), strict=True):
+            if amount is not None:
+                found.setdefault((drug, quantity), []).append(round(amount, DOSE_DECIMALS))
+    return {name: how(found[drug, quantity]) if (drug, quantity) in found else None
+            for name, drug, quantity, how in _AGGREGATES}
+
+
+_FIELDS = tuple(name for name in PatientFacts.model_fields if name not in ("patient_id", "plan"))
+_ENUMS = frozenset(cls for cls in vars(_facts).values() if isinstance(cls, type)
+                   and issubclass(cls, Enum) and cls.__module__ == _facts.__name__)
+_PLAN_FIELDS = tuple(name for name in Plan.model_fields if name != "doses")
+_NO_PLAN = {name: None for name in FACTS if name.startswith("plan.")} | {"plan.given": False}
+
+
+#: CNS involvement at relapse where the site alone decides it; a `combined` relapse does not
+#: say whether the CNS was involved, so it stays unknown unless `relapse_cns_involved` is given.
+_CNS_INVOLVED_BY_SITE = {"isolated_cns": True, "marrow": False, "isolated_testicular": False}
+
+
+#: Phases in which the current age stands in for an unknown age at diagnosis.
+_AT_DIAGNOSIS = frozenset(("diagnosis", "induction"))
+
+
+def _settle_inconsistencies(values: dict[str, Any]) -> None:
+    """Flag facts that contradict each other (``inconsistent.*``, each reported by a
+    ``data.inconsistent.*`` rule) and make every fact of a contradiction unknown, so that no
+    rule decides on either side of it. Which facts contradict is listed in the FactSpecs of
+    ``inconsistent.*`` (docs/concepts.md)."""
+    cr, weeks = values["complete_remission"], values["weeks_to_complete_remission"]
+    relapses, remission = values["relapse_count"], values["remission_number"]
+    age, at_diagnosis = values["age_years"], values["age_at_diagnosis_years"]
+    flags = {
+        "inconsistent.remission": cr is False and weeks is not None,
+        "inconsistent.relapse_phase": values["phase"] == "relapsed" and relapses == 0,
+        "inconsistent.remission_number": relapses is not None and remission is not None
+        and not relapses <= remission <= relapses + 1,
+        "inconsistent.relapse_site": relapses == 0 and (
+            values["relapse_site"] is not None or values["relapse_cns_involved"] is not None),
+        "inconsistent.age_at_diagnosis": at_diagnosis is not None and at_diagnosis > age,
+    }
+    values.update(flags)
+    if flags["inconsistent.remission"]:
+        values["complete_remission"] = values["weeks_to_complete_remission"] = None
+    if flags["inconsistent.relapse_phase"] or flags["inconsistent.relapse_site"]:
+        values["relapse_count"] = None
+    if flags["inconsistent.remission_number"]:
+        values["relapse_count"] = values["remission_number"] = None
+    if flags["inconsistent.age_at_diagnosis"]:
+        values["age_at_diagnosis_years"] = None
+        values["diagnosis_age_years"] = None
+    elif at_diagnosis is not None:
+        values["diagnosis_age_years"] = at_diagnosis
+    else:
+        values["diagnosis_age_years"] = age if values["phase"] in _AT_DIAGNOSIS else None
+
+
+def prepare(facts: PatientFacts) -> PreparedFacts:
+    """Settle derived quantities and unknowns for one validated patient."""
+    data = facts.__dict__
+    values = {name: _plain(data[name]) for name in _FIELDS}
+    _settle_inconsistencies(values)
+    if values["relapse_cns_involved"] is None:
+        values["relapse_cns_involved"] = _CNS_INVOLVED_BY_SITE.get(values["relapse_site"])
+
+    bsa_source: str | None = None
+    if facts.bsa_m2 is not None:
+        bsa_source = "given"
+    elif facts.height_cm is not None and facts.weight_kg is not None:
+        values["bsa_m2"] = round(mosteller_bsa_m2(facts.height_cm, facts.weight_kg), 4)
+        bsa_source = "mosteller"
+    bsa = values["bsa_m2"]
+
+    plan = facts.plan
+    if plan is None:
+        values.update(_NO_PLAN)
+    else:
+        values["plan.given"] = True
+        for name in _PLAN_FIELDS:
+            values["plan." + name] = _plain(getattr(plan, name))
+        values["plan.has_doses"] = bool(plan.doses)
+        values.update(_dose_aggregates(plan.doses, bsa, facts.weight_kg))
+    return PreparedFacts(patient_id=facts.patient_id, values=values, bsa_source=bsa_source)

@@ -1,0 +1,10 @@
+"""The guideline as data: loading and checking the ruleset files.
+
+Owns the ruleset file schema (``_schema``), the safe position-keeping YAML loader
+(``_safe_yaml``), the condition language (``_conditions``), the fact specs (``_factspec``),
+wording templates (``_template``), loading into ``Ruleset``/``Rule`` values (``_loader``), the
+checker behind ``all-rules rules check`` (``_check``) with its content policy (``_policy``), and
+the shipped earlier versions (``_versions``). It may import the public face's value modules
+(``all_rules.facts``, ``all_rules.output``, ``all_rules.exceptions``) and nothing else of the
+package: no engine, no wing. docs/architecture.md gives the whole map.
+"""

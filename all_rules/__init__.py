@@ -26,8 +26,18 @@ from .facts import (
     Sex,
     Steroid,
 )
-from .output import Assessment, DoseLine, Evidence, Recommendation, Risk, RulesetInfo
-from .ruleset._schema import ItemPhase, Kind, RiskGroup, Severity
+from .output import (
+    Assessment,
+    DoseLine,
+    Evidence,
+    ItemPhase,
+    Kind,
+    Recommendation,
+    Risk,
+    RiskGroup,
+    RulesetInfo,
+    Severity,
+)
 
 __version__ = "0.1.0"
 

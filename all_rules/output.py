@@ -7,13 +7,67 @@ These are the boundary models of the output; ``Assessment.to_json()`` is byte fo
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from enum import StrEnum
 from typing import Any, ClassVar, TypeVar
 
 from pydantic import BaseModel, ConfigDict, SerializationInfo, model_serializer
 
-from all_rules.ruleset._schema import ItemPhase, Kind, RiskGroup, Severity
+__all__ = [
+    "Assessment",
+    "DoseLine",
+    "Evidence",
+    "ItemPhase",
+    "Kind",
+    "Recommendation",
+    "Risk",
+    "RiskGroup",
+    "RulesetInfo",
+    "Severity",
+]
 
-__all__ = ["Assessment", "DoseLine", "Evidence", "Recommendation", "Risk", "RulesetInfo"]
+
+class Kind(StrEnum):
+    RECOMMEND = "recommend"
+    CONSIDER = "consider"
+    AVOID = "avoid"
+    ALERT = "alert"
+    DATA_NEEDED = "data_needed"
+    INFO = "info"
+
+
+class Severity(StrEnum):
+    INFO = "info"
+    WARNING = "warning"
+    CRITICAL = "critical"
+
+
+SEVERITY_RANK = {Severity.INFO: 0, Severity.WARNING: 1, Severity.CRITICAL: 2}
+
+
+class ItemPhase(StrEnum):
+    """The pathway phase an output item belongs to; the output is ordered by it."""
+
+    ANY = "any"
+    DIAGNOSIS = "diagnosis"
+    INDUCTION = "induction"
+    CONSOLIDATION = "consolidation"
+    MAINTENANCE = "maintenance"
+    RELAPSED_REFRACTORY = "relapsed_refractory"
+
+
+PHASE_ORDER = {phase: index for index, phase in enumerate(ItemPhase)}
+
+
+class RiskGroup(StrEnum):
+    STANDARD = "standard"
+    PROVISIONAL_STANDARD = "provisional_standard"
+    INDETERMINATE = "indeterminate"
+    HIGH = "high"
+    VERY_HIGH = "very_high"
+    RELAPSED_REFRACTORY = "relapsed_refractory"
+    """Relapsed or refractory disease: first-line risk groups do not apply (docs/concepts.md)."""
+
 
 Citation = int | str
 
@@ -116,9 +170,10 @@ class Assessment(_Out):
         An assessment does not keep the facts it was made from: pass them, and the
         ``Guideline`` unless it is the shipped one. Refused (``ValueError``) when they do
         not give this very assessment, so an explanation never describes another one."""
-        from all_rules.engine._guideline import Guideline
-
-        guideline = guideline if guideline is not None else Guideline.default()
+        if guideline is None:
+            if _shipped_guideline is None:  # pragma: no cover - the engine registers it on import
+                raise RuntimeError("no guideline: pass one (all_rules.Guideline)")
+            guideline = _shipped_guideline()
         if guideline.info != self.ruleset or guideline.assess(facts).to_dict() != self.to_dict():
             raise ValueError("these facts and guideline do not give this assessment")
         return guideline.explain(facts, rule_id)
@@ -133,6 +188,18 @@ class Assessment(_Out):
         if indent is None:
             return json.dumps(self.to_dict(), ensure_ascii=False, separators=(",", ":"))
         return json.dumps(self.to_dict(), indent=indent, ensure_ascii=False)
+
+
+_shipped_guideline: Callable[[], Any] | None = None
+"""Gives the shipped ``Guideline`` for ``Assessment.explain``; set by the engine when it is
+imported (``all_rules.engine._guideline``), so that this module, below the engine, never
+imports it (docs/architecture.md: imports point one way)."""
+
+
+def provide_shipped_guideline(provider: Callable[[], Any]) -> None:
+    """Register what gives the shipped guideline (the engine calls this once, on import)."""
+    global _shipped_guideline
+    _shipped_guideline = provider
 
 
 def _trusted(cls: type[_M], values: dict[str, Any]) -> _M:

@@ -12,14 +12,15 @@ from typing import Any
 from pydantic import ValidationError
 
 from all_rules.exceptions import FieldError, InvalidFactsError, RulesetLoadError
-from all_rules.explain import Explainer, Explanation, RuleExplanation
 from all_rules.facts import PatientFacts, Plan
-from all_rules.output import Assessment, RulesetInfo, _trusted
+from all_rules.output import Assessment, RulesetInfo, _trusted, provide_shipped_guideline
 from all_rules.ruleset._conditions import suggest
 from all_rules.ruleset._loader import Rule, Ruleset, load
 
 from ._assemble import Assembler, Selection
 from ._evaluator import Evaluator
+from ._explainer import Explainer
+from ._explanation import Explanation, RuleExplanation
 from ._input import excerpt
 from ._network import Engine
 from ._prepare import PreparedFacts, prepare
@@ -239,3 +240,6 @@ def assess(facts: PatientFacts | Mapping[str, Any], *,
     """
     return (guideline or Guideline.default()).assess(facts)
 
+
+
+provide_shipped_guideline(Guideline.default)

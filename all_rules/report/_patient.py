@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from all_rules.explain import ConditionExplanation, Explanation, RuleExplanation
+from all_rules.engine._explanation import ConditionExplanation, Explanation, RuleExplanation
 from all_rules.output import Assessment, Recommendation
 from all_rules.ruleset._schema import ItemPhase
 

@@ -28,6 +28,7 @@ from all_rules.exceptions import RulesetIssue, RulesetLoadError
 
 from ._conditions import FactTest, suggest, walk
 from ._factspec import FACTS
+from ._issues import format_path
 from ._safe_yaml import Located, PathKey, load_file
 from ._schema import Basis, Manifest, RuleSpec, StatementFile, StatementSpec
 
@@ -44,8 +45,7 @@ _NO_BSA = {"plan.given", "plan.has_doses"}
 
 
 def _fmt(path: Iterable[str | int]) -> str:
-    from ._loader import format_path  # the checker's own path format
-    return format_path(path)
+    return format_path(path)  # the checker's own path format
 
 
 @attrs.define

@@ -11,54 +11,20 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, model_validator
 
+# The output's vocabulary belongs to the output models; the ruleset format speaks it.
+from all_rules.output import PHASE_ORDER as PHASE_ORDER
+from all_rules.output import SEVERITY_RANK as SEVERITY_RANK
+from all_rules.output import ItemPhase as ItemPhase
+from all_rules.output import Kind as Kind
+from all_rules.output import RiskGroup as RiskGroup
+from all_rules.output import Severity as Severity
+
 RULE_ID_PATTERN = r"^[a-z][a-z0-9_]*(\.[a-z0-9_]+)+$"
 PARAM_NAME_PATTERN = r"^[a-z][a-z0-9_]*$"
 
 CitationId = StrictInt | str
 ValueRef = StrictInt | StrictFloat | str
 """A number, or ``"$name"`` naming a parameter."""
-
-
-class Kind(StrEnum):
-    RECOMMEND = "recommend"
-    CONSIDER = "consider"
-    AVOID = "avoid"
-    ALERT = "alert"
-    DATA_NEEDED = "data_needed"
-    INFO = "info"
-
-
-class Severity(StrEnum):
-    INFO = "info"
-    WARNING = "warning"
-    CRITICAL = "critical"
-
-
-SEVERITY_RANK = {Severity.INFO: 0, Severity.WARNING: 1, Severity.CRITICAL: 2}
-
-
-class ItemPhase(StrEnum):
-    """The pathway phase an output item belongs to; the output is ordered by it."""
-
-    ANY = "any"
-    DIAGNOSIS = "diagnosis"
-    INDUCTION = "induction"
-    CONSOLIDATION = "consolidation"
-    MAINTENANCE = "maintenance"
-    RELAPSED_REFRACTORY = "relapsed_refractory"
-
-
-PHASE_ORDER = {phase: index for index, phase in enumerate(ItemPhase)}
-
-
-class RiskGroup(StrEnum):
-    STANDARD = "standard"
-    PROVISIONAL_STANDARD = "provisional_standard"
-    INDETERMINATE = "indeterminate"
-    HIGH = "high"
-    VERY_HIGH = "very_high"
-    RELAPSED_REFRACTORY = "relapsed_refractory"
-    """Relapsed or refractory disease: first-line risk groups do not apply (docs/concepts.md)."""
 
 
 #: Groups a ruleset need not conclude: added after a release was shipped, so that earlier

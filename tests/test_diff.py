@@ -16,7 +16,7 @@ from all_rules.cohort import RowError, synth
 from all_rules.cohort._compare import run_diff
 from all_rules.cohort._io import CohortInputError, GuidelineSpec
 from all_rules.cohort.diff import DiffSummary, PatientChange, compare
-from all_rules.report._diff_text import summary_markdown
+from all_rules.report._change_text import summary_markdown
 from all_rules.ruleset._loader import check
 from all_rules.ruleset._versions import UnknownVersionError, shipped_versions, version_directory
 

@@ -86,7 +86,7 @@ def run(args: argparse.Namespace, usable_cores: int, progress_bar: Any) -> int:
     from all_rules.cohort._compare import check_output_name, run_diff
     from all_rules.cohort._io import check_outputs, count_rows, format_of, stderr_is_terminal
     from all_rules.cohort._io import output_paths as cohort_output_paths
-    from all_rules.report._diff_text import summary_markdown, summary_table
+    from all_rules.report._change_text import summary_markdown, summary_table
 
     if args.workers < 1:
         raise CohortInputError("--workers must be at least 1")

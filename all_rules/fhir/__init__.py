@@ -2,7 +2,7 @@
 
 Owns the code map (``_code_map`` with ``fhir_codes.yaml``: which codes, units and answers
 mean which fact), reading resources into dated candidate values (``_read``), choosing each
-fact's value by time (``_select``), draft orders read into the current plan (``_orders``) and
+fact's value by time (``_select``), draft orders read into the current plan (``_orders``: ``plan_from_orders``) and
 the Bundle-level entry points (``_bundle``: ``facts_from_bundle``, ``assess_bundle``). It may
 import ``all_rules.engine``, ``all_rules.ruleset`` and the public face; it imports no other
 wing and never the command line. The CDS Hooks wing builds on this one through the names
@@ -22,6 +22,7 @@ from ._bundle import (
     facts_from_bundle,
     with_provenance,
 )
+from ._orders import OrderCodes, default_order_codes, plan_from_orders
 
 __all__ = [
     "CODE_MAP",
@@ -29,10 +30,13 @@ __all__ = [
     "Diagnosis",
     "FhirFacts",
     "FhirMappingError",
+    "OrderCodes",
     "Source",
     "Unmapped",
     "Windows",
     "assess_bundle",
+    "default_order_codes",
     "facts_from_bundle",
+    "plan_from_orders",
     "with_provenance",
 ]

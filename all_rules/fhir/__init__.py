@@ -2,11 +2,11 @@
 
 Owns the code map (``_code_map`` with ``fhir_codes.yaml``: which codes, units and answers
 mean which fact), reading resources into dated candidate values (``_read``), choosing each
-fact's value by time (``_select``), draft orders read into the current plan (``_orders``: ``plan_from_orders``) and
-the Bundle-level entry points (``_bundle``: ``facts_from_bundle``, ``assess_bundle``). It may
-import ``all_rules.engine``, ``all_rules.ruleset`` and the public face; it imports no other
-wing and never the command line. The CDS Hooks wing builds on this one through the names
-exported here. docs/fhir.md documents the mapping.
+fact's value by time (``_select``), draft orders read into the current plan (``_orders``:
+``plan_from_orders``) and the Bundle-level entry points (``_bundle``: ``facts_from_bundle``,
+``assess_bundle``). It may import ``all_rules.engine``, ``all_rules.ruleset`` and the public
+face; it imports no other wing and never the command line. The CDS Hooks wing builds on this
+one through the names exported here. docs/fhir.md documents the mapping.
 """
 
 from ._bundle import (

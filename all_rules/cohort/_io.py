@@ -210,7 +210,7 @@ def assess_chunk(chunk: Chunk, tables: bool, guideline: Guideline | None = None,
             continue
         if not tables and not errors and isinstance(facts, PatientFacts):
             # The fast path: JSON written straight from the selection (held byte-identical
-            # to the models' JSON by tests/test_properties.py).
+            # to the models' JSON by tests/engine/test_properties.py).
             try:
                 text, selection = guideline._json_and_selection_checked(facts)
             except EvaluationError as error:

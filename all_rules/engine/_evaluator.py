@@ -5,7 +5,7 @@ Independent of durable-rules on purpose: it reads the parsed condition trees of
 with its own parameter resolution. It serves two ends:
 
 * the project's differential oracle: for every patient, the rule branches it says hold must
-  be exactly the branches the engine fired (tests/test_differential.py);
+  be exactly the branches the engine fired (tests/engine/test_differential.py);
 * explanations: every test of a rule's ``when`` tree with the patient's value, the resolved
   threshold and an outcome, ``held``, ``failed`` or ``unknown``.
 

@@ -22,6 +22,7 @@ from ._bundle import (
     facts_from_bundle,
     with_provenance,
 )
+from ._orders import OrderCodes, plan_from_orders
 
 __all__ = [
     "CODE_MAP",
@@ -29,10 +30,12 @@ __all__ = [
     "Diagnosis",
     "FhirFacts",
     "FhirMappingError",
+    "OrderCodes",
     "Source",
     "Unmapped",
     "Windows",
     "assess_bundle",
     "facts_from_bundle",
+    "plan_from_orders",
     "with_provenance",
 ]

@@ -1,4 +1,4 @@
-"""The service's audit line, its error shape, its header limit, and the cards it issued.
+"""The service's audit line, its error shape and its header limit.
 
 Each call writes exactly one audit line, from :class:`AuditMiddleware` only: a JSON object
 with the endpoint, service, hook, hook instance, outcome, HTTP status, time taken and ruleset
@@ -10,15 +10,13 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 import time
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from starlette.responses import JSONResponse
 
-__all__ = ["AuditMiddleware", "HeaderLimit", "IssuedCards", "error_response"]
+__all__ = ["AuditMiddleware", "HeaderLimit", "error_response"]
 
 
 def error_response(status: int, code: str, message: str,
@@ -26,28 +24,6 @@ def error_response(status: int, code: str, message: str,
     """Every error has one shape: ``{"status": 400, "code": "invalid_request", "error": …}``."""
     return JSONResponse({"status": status, "code": code, "error": message},
                         status_code=status, headers=dict(headers or {}))
-
-
-class IssuedCards:
-    """The uuids of the cards this process issued (the latest ``capacity``), by service, so
-    feedback naming a card the service never gave is refused."""
-
-    def __init__(self, capacity: int = 100_000) -> None:
-        self._cards: OrderedDict[str, str] = OrderedDict()
-        self._capacity = capacity
-        self._lock = threading.Lock()
-
-    def add(self, service_id: str, cards: list[dict[str, Any]]) -> None:
-        with self._lock:
-            for card in cards:
-                self._cards[card["uuid"]] = service_id
-                self._cards.move_to_end(card["uuid"])
-            while len(self._cards) > self._capacity:
-                self._cards.popitem(last=False)
-
-    def issued_by(self, card: str) -> str | None:
-        with self._lock:
-            return self._cards.get(card)
 
 
 _Asgi = Callable[[dict[str, Any], Callable[[], Awaitable[Any]],

@@ -12,7 +12,7 @@ import uuid
 from collections.abc import Iterable
 from typing import Any
 
-from all_rules.fhir._code_map import Unmapped
+from all_rules.fhir import Unmapped
 from all_rules.output import Recommendation
 
 CARD_NAMESPACE = uuid.UUID("6d1c8e0e-4a8f-4b7e-9f43-8a1f0e2d5c11")

@@ -6,7 +6,7 @@ connection (``timeout_keep_alive``), but it has no timeout for a client that con
 sends its headers slowly or not at all. :class:`_HeaderTimeoutProtocol` adds one: a
 connection that has not completed a request's headers within ``header_timeout_seconds`` of
 opening (or of its previous response) is closed. The body has its own read timeout, enforced
-in the app (``cds.py``: 408). The audit lines of ``all_rules.cds`` go to stderr, one JSON
+in the app (``_calls``: 408). The audit lines of ``all_rules.cds`` go to stderr, one JSON
 object per line; uvicorn's access log is off (the audit line replaces it).
 """
 

@@ -139,7 +139,7 @@ def test_discovery_carries_the_recommended_fields(server: str) -> None:
 
 def test_card_summaries_are_under_140_characters() -> None:
     """The specification: summary < 140 characters (a 139-character cut, with an ellipsis)."""
-    from all_rules.cds._service import _summary
+    from all_rules.cds._answer import _summary
 
     class Item:
         text = "x" * 200

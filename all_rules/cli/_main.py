@@ -75,14 +75,33 @@ def _add_ruleset_options(parser: argparse.ArgumentParser) -> None:
                         default=[], help="override one parameter (repeatable)")
 
 
+def _add_input_limit_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--max-input-bytes", metavar="N", type=_byte_count,
+                        help="refuse input larger than N bytes (default: "
+                             f"${LIMIT_VARIABLE}, else {DEFAULT_LIMIT:,})")
+
+
 def _parser() -> argparse.ArgumentParser:
+    """The whole command line; each command's options are set by its own function below, in
+    the order ``all-rules --help`` lists the commands."""
     parser = argparse.ArgumentParser(
         prog="all-rules",
         description="ALL management guideline: explained, cited recommendations for a patient.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_assess_parser(commands)
+    _add_explain_parser(commands)
+    _add_rules_parser(commands)
+    _add_cohort_parser(commands)
+    _diff.add_diff_parser(commands, _parameter, _usable_cores())
+    _add_synth_parser(commands)
+    _add_serve_parser(commands)
+    _add_schema_parser(commands)
+    return parser
 
+
+def _add_assess_parser(commands: Any) -> None:
     assess = commands.add_parser("assess", help="assess one patient (a JSON object)")
     assess.add_argument("input", metavar="PATH|-", help="patient facts as JSON; - for stdin")
     assess.add_argument("--format", choices=("json", "text", "html"), default="json",
@@ -90,20 +109,21 @@ def _parser() -> argparse.ArgumentParser:
     assess.add_argument("--why-not", metavar="RULE_ID", action="append", default=[],
                         help="also explain why this rule fired or not (repeatable; "
                              "docs/explain.md)")
-    assess.add_argument("--max-input-bytes", metavar="N", type=_byte_count,
-                        help="refuse input larger than N bytes (default: "
-                             f"${LIMIT_VARIABLE}, else {DEFAULT_LIMIT:,})")
+    _add_input_limit_option(assess)
     _add_ruleset_options(assess)
 
+
+def _add_explain_parser(commands: Any) -> None:
     explain = commands.add_parser("explain", help="why a rule fired for a patient, or why not")
     explain.add_argument("input", metavar="PATH|-", help="patient facts as JSON; - for stdin")
     explain.add_argument("rule_id", metavar="RULE_ID")
     explain.add_argument("--format", choices=("json", "text", "html"), default="text")
-    explain.add_argument("--max-input-bytes", metavar="N", type=_byte_count,
-                         help="refuse input larger than N bytes (default: "
-                              f"${LIMIT_VARIABLE}, else {DEFAULT_LIMIT:,})")
+    _add_input_limit_option(explain)
     _add_ruleset_options(explain)
 
+
+def _add_rules_parser(commands: Any) -> None:
+    """``rules list | show | check | versions``."""
     rules = commands.add_parser("rules", help="list, show or check rules")
     rule_commands = rules.add_subparsers(dest="rules_command", required=True, metavar="ACTION")
     listing = rule_commands.add_parser("list", help="every rule: id, kind, severity, phase")
@@ -120,6 +140,8 @@ def _parser() -> argparse.ArgumentParser:
                          help="also check this overlay against the ruleset")
     _diff.add_versions_parser(rule_commands)
 
+
+def _add_cohort_parser(commands: Any) -> None:
     cohort = commands.add_parser(
         "cohort", help="assess every row of a CSV, JSON Lines or Parquet file",
         description="Assess a cohort. JSON Lines output: one assessment (or row error) per "
@@ -139,8 +161,8 @@ def _parser() -> argparse.ArgumentParser:
     cohort.add_argument("--quiet", action="store_true", help="no summary table on stdout")
     _add_ruleset_options(cohort)
 
-    _diff.add_diff_parser(commands, _parameter, _usable_cores())
 
+def _add_synth_parser(commands: Any) -> None:
     synth = commands.add_parser("synth", help="write a synthetic cohort (docs/cohorts.md)")
     synth.add_argument("count", metavar="N", type=int)
     synth.add_argument("--seed", type=int, default=0)
@@ -150,6 +172,8 @@ def _parser() -> argparse.ArgumentParser:
     synth.add_argument("--missing-rate", type=float, default=0.05,
                        help="share of optional facts left unknown (default 0.05)")
 
+
+def _add_serve_parser(commands: Any) -> None:
     serve = commands.add_parser("serve", help="run the CDS Hooks service (docs/fhir.md)")
     serve.add_argument("--config", metavar="FILE", type=Path,
                        help="service settings (YAML): base_url, issuers and their JWK Sets, "
@@ -160,10 +184,11 @@ def _parser() -> argparse.ArgumentParser:
                        help="accept unauthenticated requests (and never fetch from a FHIR "
                             "server): LOCAL TRIALS ONLY")
 
+
+def _add_schema_parser(commands: Any) -> None:
     schema = commands.add_parser("schema", help="JSON Schema of the facts and the output")
     schema.add_argument("which", nargs="?", choices=("facts", "assessment", "all"),
                         default="all")
-    return parser
 
 
 def _guideline(args: argparse.Namespace) -> Guideline:

@@ -15,7 +15,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from all_rules import __version__
 from all_rules.cohort._io import CohortInputError
@@ -41,6 +41,9 @@ from all_rules.report._describe import assessment_text, catalogue_markdown, desc
 from all_rules.ruleset._loader import check
 
 from . import _diff
+
+if TYPE_CHECKING:
+    from all_rules.cohort._io import CohortRun, GuidelineSpec
 
 EXIT_OK, EXIT_ERROR, EXIT_INVALID_INPUT = 0, 1, 2
 
@@ -75,14 +78,33 @@ def _add_ruleset_options(parser: argparse.ArgumentParser) -> None:
                         default=[], help="override one parameter (repeatable)")
 
 
+def _add_input_limit_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--max-input-bytes", metavar="N", type=_byte_count,
+                        help="refuse input larger than N bytes (default: "
+                             f"${LIMIT_VARIABLE}, else {DEFAULT_LIMIT:,})")
+
+
 def _parser() -> argparse.ArgumentParser:
+    """The whole command line; each command's options are set by its own function below, in
+    the order ``all-rules --help`` lists the commands."""
     parser = argparse.ArgumentParser(
         prog="all-rules",
         description="ALL management guideline: explained, cited recommendations for a patient.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_assess_parser(commands)
+    _add_explain_parser(commands)
+    _add_rules_parser(commands)
+    _add_cohort_parser(commands)
+    _diff.add_diff_parser(commands, _parameter, _usable_cores())
+    _add_synth_parser(commands)
+    _add_serve_parser(commands)
+    _add_schema_parser(commands)
+    return parser
 
+
+def _add_assess_parser(commands: Any) -> None:
     assess = commands.add_parser("assess", help="assess one patient (a JSON object)")
     assess.add_argument("input", metavar="PATH|-", help="patient facts as JSON; - for stdin")
     assess.add_argument("--format", choices=("json", "text", "html"), default="json",
@@ -90,20 +112,21 @@ def _parser() -> argparse.ArgumentParser:
     assess.add_argument("--why-not", metavar="RULE_ID", action="append", default=[],
                         help="also explain why this rule fired or not (repeatable; "
                              "docs/explain.md)")
-    assess.add_argument("--max-input-bytes", metavar="N", type=_byte_count,
-                        help="refuse input larger than N bytes (default: "
-                             f"${LIMIT_VARIABLE}, else {DEFAULT_LIMIT:,})")
+    _add_input_limit_option(assess)
     _add_ruleset_options(assess)
 
+
+def _add_explain_parser(commands: Any) -> None:
     explain = commands.add_parser("explain", help="why a rule fired for a patient, or why not")
     explain.add_argument("input", metavar="PATH|-", help="patient facts as JSON; - for stdin")
     explain.add_argument("rule_id", metavar="RULE_ID")
     explain.add_argument("--format", choices=("json", "text", "html"), default="text")
-    explain.add_argument("--max-input-bytes", metavar="N", type=_byte_count,
-                         help="refuse input larger than N bytes (default: "
-                              f"${LIMIT_VARIABLE}, else {DEFAULT_LIMIT:,})")
+    _add_input_limit_option(explain)
     _add_ruleset_options(explain)
 
+
+def _add_rules_parser(commands: Any) -> None:
+    """``rules list | show | check | versions``."""
     rules = commands.add_parser("rules", help="list, show or check rules")
     rule_commands = rules.add_subparsers(dest="rules_command", required=True, metavar="ACTION")
     listing = rule_commands.add_parser("list", help="every rule: id, kind, severity, phase")
@@ -120,6 +143,8 @@ def _parser() -> argparse.ArgumentParser:
                          help="also check this overlay against the ruleset")
     _diff.add_versions_parser(rule_commands)
 
+
+def _add_cohort_parser(commands: Any) -> None:
     cohort = commands.add_parser(
         "cohort", help="assess every row of a CSV, JSON Lines or Parquet file",
         description="Assess a cohort. JSON Lines output: one assessment (or row error) per "
@@ -139,8 +164,8 @@ def _parser() -> argparse.ArgumentParser:
     cohort.add_argument("--quiet", action="store_true", help="no summary table on stdout")
     _add_ruleset_options(cohort)
 
-    _diff.add_diff_parser(commands, _parameter, _usable_cores())
 
+def _add_synth_parser(commands: Any) -> None:
     synth = commands.add_parser("synth", help="write a synthetic cohort (docs/cohorts.md)")
     synth.add_argument("count", metavar="N", type=int)
     synth.add_argument("--seed", type=int, default=0)
@@ -150,6 +175,8 @@ def _parser() -> argparse.ArgumentParser:
     synth.add_argument("--missing-rate", type=float, default=0.05,
                        help="share of optional facts left unknown (default 0.05)")
 
+
+def _add_serve_parser(commands: Any) -> None:
     serve = commands.add_parser("serve", help="run the CDS Hooks service (docs/fhir.md)")
     serve.add_argument("--config", metavar="FILE", type=Path,
                        help="service settings (YAML): base_url, issuers and their JWK Sets, "
@@ -160,10 +187,11 @@ def _parser() -> argparse.ArgumentParser:
                        help="accept unauthenticated requests (and never fetch from a FHIR "
                             "server): LOCAL TRIALS ONLY")
 
+
+def _add_schema_parser(commands: Any) -> None:
     schema = commands.add_parser("schema", help="JSON Schema of the facts and the output")
     schema.add_argument("which", nargs="?", choices=("facts", "assessment", "all"),
                         default="all")
-    return parser
 
 
 def _guideline(args: argparse.Namespace) -> Guideline:
@@ -254,14 +282,34 @@ def _usable_cores() -> int:
 
 
 def _cohort(args: argparse.Namespace) -> int:
-    from all_rules.cohort._io import (
-        GuidelineSpec,
-        count_rows,
-        format_of,
-        run_cohort,
-        stderr_is_terminal,
-    )
+    """``all-rules cohort``: check the options, run the cohort (a signal stops it, keeping
+    whole chunks), then write the summary and report and say how it went (the exit code)."""
+    from all_rules.cohort._io import run_cohort
 
+    _check_cohort_options(args)
+    spec = _cohort_spec(args)
+    bar = _cohort_progress(args)
+    stopped_by: list[int] = []
+    previous = _stop_on_signals(stopped_by)
+    try:
+        run = run_cohort(args.input, args.out, input_format=args.input_format,
+                         output_format=args.output_format, workers=args.workers, spec=spec,
+                         progress=bar.update if bar is not None else None,
+                         also_writes=_cohort_side_outputs(args))
+    except KeyboardInterrupt:  # before the output was opened: there is nothing to keep
+        print("all-rules: interrupted before any output was written", file=sys.stderr)
+        return 128 + (stopped_by[0] if stopped_by else signal.SIGINT)
+    finally:
+        _restore_signals(previous)
+        if bar is not None:
+            bar.close()
+    _write_cohort_extras(args, run, spec)
+    return _cohort_outcome(args, run, stopped_by)
+
+
+def _check_cohort_options(args: argparse.Namespace) -> None:
+    """Refuse bad options before any work (a --report that could not be drawn included), and
+    cap --workers at the usable cores."""
     if args.workers < 1:
         raise _InputError("--workers must be at least 1")
     if args.report is not None:  # fail before the run, not after it
@@ -276,28 +324,29 @@ def _cohort(args: argparse.Namespace) -> int:
                          f"running {cores} (more would be slower and cost about 70 MiB "
                          "each)\n")
         args.workers = cores
-    spec = GuidelineSpec(str(args.rules) if args.rules else None,
+
+
+def _cohort_spec(args: argparse.Namespace) -> GuidelineSpec:
+    """The guideline as each worker process loads it again (--rules, --overlay, --param)."""
+    from all_rules.cohort._io import GuidelineSpec
+
+    return GuidelineSpec(str(args.rules) if args.rules else None,
                          str(args.overlay) if args.overlay else None,
                          tuple(sorted(dict(args.param).items())))
-    bar: _Progress | None = None
-    if stderr_is_terminal():
-        in_fmt = format_of(args.input, args.input_format)
-        bar = _Progress(count_rows(args.input, in_fmt) if args.input.is_file() else None)
-    stopped_by: list[int] = []
-    previous = _stop_on_signals(stopped_by)
-    try:
-        run = run_cohort(args.input, args.out, input_format=args.input_format,
-                         output_format=args.output_format, workers=args.workers, spec=spec,
-                         progress=bar.update if bar is not None else None,
-                         also_writes=_cohort_side_outputs(args))
-    except KeyboardInterrupt:  # before the output was opened: there is nothing to keep
-        print("all-rules: interrupted before any output was written", file=sys.stderr)
-        return 128 + (stopped_by[0] if stopped_by else signal.SIGINT)
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
-        if bar is not None:
-            bar.close()
+
+
+def _cohort_progress(args: argparse.Namespace) -> _Progress | None:
+    """A progress bar when stderr is a terminal; its total when the input can be counted."""
+    from all_rules.cohort._io import count_rows, format_of, stderr_is_terminal
+
+    if not stderr_is_terminal():
+        return None
+    in_fmt = format_of(args.input, args.input_format)
+    return _Progress(count_rows(args.input, in_fmt) if args.input.is_file() else None)
+
+
+def _write_cohort_extras(args: argparse.Namespace, run: CohortRun, spec: GuidelineSpec) -> None:
+    """The outputs asked for besides the tables: --summary (JSON) and --report (HTML)."""
     if args.summary is not None:
         _write_whole(args.summary, run.summary.to_json() + "\n")
     if args.report is not None:
@@ -306,6 +355,11 @@ def _cohort(args: argparse.Namespace) -> int:
         write_cohort_report(args.report, run.summary.to_dict(), spec.load().ruleset,
                             source=args.input.name)
         print(f"wrote {args.report}", file=sys.stderr)
+
+
+def _cohort_outcome(args: argparse.Namespace, run: CohortRun, stopped_by: list[int]) -> int:
+    """The summary table, the files written, and the exit code: 128 + the signal when the
+    run was stopped, 1 when any row failed in the engine."""
     if not args.quiet:
         sys.stdout.write(run.summary.table())
     for path in run.outputs:
@@ -341,6 +395,12 @@ def _stop_on_signals(stopped_by: list[int]) -> dict[int, Any]:
                                 if signum is not None
                                 and signal.getsignal(signum) is not signal.SIG_IGN}
     return previous
+
+
+def _restore_signals(previous: dict[int, Any]) -> None:
+    """Put back the handlers ``_stop_on_signals`` replaced."""
+    for signum, handler in previous.items():
+        signal.signal(signum, handler)
 
 
 def _write_whole(path: Path, text: str) -> None:
@@ -492,8 +552,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print("all-rules: interrupted before any output was written", file=sys.stderr)
                 code = 130
             finally:
-                for signum, handler in previous.items():
-                    signal.signal(signum, handler)
+                _restore_signals(previous)
             return 128 + stopped_by[0] if stopped_by and code == 130 else code
         if args.command == "synth":
             return _synth(args)

@@ -65,7 +65,23 @@ def _ph_rate(age: float) -> float:
 
 
 def patient(rnd: random.Random, index: int, missing_rate: float = 0.05) -> dict[str, Any]:
-    """One synthetic patient (nested facts, docs/facts.md)."""
+    """One synthetic patient (nested facts, docs/facts.md).
+
+    The steps draw from ``rnd`` one after the other, so their order (and the order of the
+    draws inside each) is what makes a seed give the same cohort: change neither.
+    """
+    facts = _at_diagnosis(rnd, index)
+    age, phase = facts["age_years"], facts["phase"]
+    _add_response(rnd, facts, phase, age < 18)
+    _add_relapse(rnd, facts, phase)
+    if rnd.random() < 0.3:
+        facts["plan"] = _plan(rnd, age, phase)
+    _leave_unknown(rnd, facts, missing_rate)
+    return facts
+
+
+def _at_diagnosis(rnd: random.Random, index: int) -> dict[str, Any]:
+    """Who the patient is and the disease at diagnosis, the phase, and the setting of care."""
     age = _age(rnd)
     child = age < 18
     lineage = _pick(rnd, (("B", 0.85 if child else 0.75), ("T", 0.15 if child else 0.25)))
@@ -76,8 +92,7 @@ def patient(rnd: random.Random, index: int, missing_rate: float = 0.05) -> dict[
     weight = round(max(3.0, 3.5 + min(age, 18) * 3.4 + rnd.gauss(0, 3)) if child
                    else max(40.0, rnd.gauss(75, 14)), 1)
     phase = _pick(rnd, PHASES)
-    past_induction = phase not in ("diagnosis", "induction")
-    facts: dict[str, Any] = {
+    return {
         "patient_id": f"SYN{index:08d}",
         "age_years": age,
         "age_at_diagnosis_years": _age_at_diagnosis(rnd, age, phase),
@@ -100,6 +115,12 @@ def patient(rnd: random.Random, index: int, missing_rate: float = 0.05) -> dict[
                                       ("maximal", 0.3))),
         "specialized_center": rnd.random() < 0.85,
     }
+
+
+def _add_response(rnd: random.Random, facts: dict[str, Any], phase: str, child: bool) -> None:
+    """Response to induction (remission, MRD at its end): always past induction, for some
+    patients still in it; MRD after consolidation for most patients in consolidation."""
+    past_induction = phase not in ("diagnosis", "induction")
     if past_induction or rnd.random() < 0.3:
         remission = phase != "refractory" and rnd.random() < (0.95 if child else 0.88)
         facts["complete_remission"] = remission
@@ -111,25 +132,31 @@ def patient(rnd: random.Random, index: int, missing_rate: float = 0.05) -> dict[
             else round(min(100.0, rnd.lognormvariate(math.log(0.1), 1.5)), 4))
     if phase == "consolidation" and rnd.random() < 0.7:
         facts["mrd_consolidation_percent"] = round(rnd.choice([0.0, 0.001, 0.02, 0.3]), 4)
-    if phase in ("relapsed", "refractory"):
-        facts["relapse_count"] = 0 if phase == "refractory" else rnd.choice([1, 1, 1, 2, 3])
-        if facts["relapse_count"]:
-            facts["relapse_site"] = _pick(rnd, (("marrow", 0.7), ("isolated_cns", 0.1),
-                                                ("isolated_testicular", 0.05),
-                                                ("combined", 0.15)))
-            facts["months_from_diagnosis_to_relapse"] = round(rnd.uniform(2, 72), 1)
-            if facts["relapse_site"] == "combined" and rnd.random() < 0.5:
-                facts["relapse_cns_involved"] = rnd.random() < 0.4
-        if facts["relapse_count"] and rnd.random() < 0.5:
-            facts["remission_number"] = facts["relapse_count"] + 1
-            facts["mrd_current_percent"] = round(rnd.choice([0.0, 0.005, 0.05, 0.5]), 4)
-            facts["courses_since_remission"] = rnd.choice([0, 1, 2])
-    if rnd.random() < 0.3:
-        facts["plan"] = _plan(rnd, age, phase)
+
+
+def _add_relapse(rnd: random.Random, facts: dict[str, Any], phase: str) -> None:
+    """Relapse facts for relapsed and refractory patients; for some, a later remission."""
+    if phase not in ("relapsed", "refractory"):
+        return
+    facts["relapse_count"] = 0 if phase == "refractory" else rnd.choice([1, 1, 1, 2, 3])
+    if facts["relapse_count"]:
+        facts["relapse_site"] = _pick(rnd, (("marrow", 0.7), ("isolated_cns", 0.1),
+                                            ("isolated_testicular", 0.05),
+                                            ("combined", 0.15)))
+        facts["months_from_diagnosis_to_relapse"] = round(rnd.uniform(2, 72), 1)
+        if facts["relapse_site"] == "combined" and rnd.random() < 0.5:
+            facts["relapse_cns_involved"] = rnd.random() < 0.4
+    if facts["relapse_count"] and rnd.random() < 0.5:
+        facts["remission_number"] = facts["relapse_count"] + 1
+        facts["mrd_current_percent"] = round(rnd.choice([0.0, 0.005, 0.05, 0.5]), 4)
+        facts["courses_since_remission"] = rnd.choice([0, 1, 2])
+
+
+def _leave_unknown(rnd: random.Random, facts: dict[str, Any], missing_rate: float) -> None:
+    """Drop each optional fact with probability ``missing_rate`` (id, age and phase stay)."""
     for name in list(facts):
         if name not in ("patient_id", "age_years", "phase") and rnd.random() < missing_rate:
             del facts[name]
-    return facts
 
 
 def _plan(rnd: random.Random, age: float, phase: str) -> dict[str, Any]:

@@ -230,10 +230,33 @@ def facts_from_bundle(bundle: Mapping[str, Any], *, assessment_date: dt.date,
     code_map = code_map or default_map()
     windows = windows or Windows()
     record = _read(bundle, code_map)
+    birth, age = _birth_and_age(record, patient_class, assessment_date)
+    diagnosis, carried = _diagnosis(record)
+    chosen = choose(record.candidates, on=assessment_date,
+                    diagnosis_day=diagnosis.date if diagnosis else None, birth=birth,
+                    windows=windows)
+    _merge(chosen, carried)
+    values, sources = _patient_values(record, age, chosen)
+    unmapped = [*record.unmapped, *chosen.unmapped]
+    if diagnosis is not None:
+        _age_at_diagnosis(diagnosis, birth, assessment_date, values, sources, unmapped)
+        _uncoded_phase(diagnosis, values, extra or {}, unmapped, chosen.undetermined)
+    plan_sources = _plan(record, order_codes, values, unmapped)
+    _add_extra(extra or {}, values, sources, chosen.undetermined)
+    facts = _validated(values, sources, set(extra or ()), unmapped, chosen.undetermined)
+    provenance = {fact: str(source) for fact, source in sources.items() if fact in values}
+    provenance.update(plan_sources)
+    return FhirFacts(facts, provenance, tuple(unmapped), diagnosis, record.incomplete,
+                     frozenset(chosen.undetermined), sources, tuple(record.rejected))
+
+
+def _birth_and_age(record: Record, patient_class: Any, on: dt.date) -> tuple[dt.date, float]:
+    """The patient's birth date and age on ``on``. Without them nothing can be assessed: the
+    FhirMappingError carries what the gate saw of the record, for a caller that must decide."""
     try:
         birth = _birth(record, patient_class)
         try:
-            age = _age_years(birth, assessment_date)
+            age = _age_years(birth, on)
         except ValueError as error:
             raise FhirMappingError([f"{record.patient_ref}: {error}"]) from None
     except FhirMappingError as error:  # what the gate saw, for a caller that must decide
@@ -241,40 +264,46 @@ def facts_from_bundle(bundle: Mapping[str, Any], *, assessment_date: dt.date,
         error.rejected_diagnoses = tuple(record.rejected)
         error.incomplete = record.incomplete
         raise
-    diagnosis, carried = _diagnosis(record)
-    chosen = choose(record.candidates, on=assessment_date,
-                    diagnosis_day=diagnosis.date if diagnosis else None, birth=birth,
-                    windows=windows)
-    _merge(chosen, carried)
+    return birth, age
+
+
+def _patient_values(record: Record, age: float,
+                    chosen: Chosen) -> tuple[dict[str, Any], dict[str, Source]]:
+    """The facts and their sources so far: the Patient resource's (age, sex, id) and those
+    chosen from the other resources."""
     values: dict[str, Any] = {"age_years": age, **chosen.values}
     sources: dict[str, Source] = {"age_years": Source(record.patient_ref), **chosen.sources}
-    unmapped = [*record.unmapped, *chosen.unmapped]
     gender = record.patient.get("gender")
     if gender in ("female", "male", "other", "unknown"):
         values["sex"] = gender
         sources["sex"] = Source(record.patient_ref)
     if record.patient.get("id"):
         values["patient_id"] = str(record.patient["id"])
-    if diagnosis is not None:
-        _age_at_diagnosis(diagnosis, birth, assessment_date, values, sources, unmapped)
-        if values.get("complete_remission") is True and "phase" not in values and \
-                "phase" not in (extra or {}):
-            unmapped.append(Unmapped(diagnosis.resource, "in remission, but the treatment "
-                                     "phase is not coded: phase left at its default",
-                                     "phase"))
-            chosen.undetermined.add("phase")
-    plan_sources = _plan(record, order_codes, values, unmapped)
-    for fact, value in (extra or {}).items():
+    return values, sources
+
+
+def _uncoded_phase(diagnosis: Diagnosis, values: Mapping[str, Any], extra: Mapping[str, Any],
+                   unmapped: list[Unmapped], undetermined: set[str]) -> None:
+    """A patient in remission whose phase neither the record nor the caller gives: the facts
+    fall back to the default phase (diagnosis), so this is reported and the phase marked
+    undetermined rather than passed off as read."""
+    if values.get("complete_remission") is True and "phase" not in values and \
+            "phase" not in extra:
+        unmapped.append(Unmapped(diagnosis.resource, "in remission, but the treatment "
+                                 "phase is not coded: phase left at its default",
+                                 "phase"))
+        undetermined.add("phase")
+
+
+def _add_extra(extra: Mapping[str, Any], values: dict[str, Any], sources: dict[str, Source],
+               undetermined: set[str]) -> None:
+    """The caller's facts win over the Bundle's; the caller's plan completes the Bundle's."""
+    for fact, value in extra.items():
         if fact == "plan" and isinstance(values.get("plan"), Mapping):
             value = {**values["plan"], **value}  # the caller's plan completes the Bundle's
         values[fact] = value
         sources[fact] = Source("(caller)")
-        chosen.undetermined.discard(fact)
-    facts = _validated(values, sources, set(extra or ()), unmapped, chosen.undetermined)
-    provenance = {fact: str(source) for fact, source in sources.items() if fact in values}
-    provenance.update(plan_sources)
-    return FhirFacts(facts, provenance, tuple(unmapped), diagnosis, record.incomplete,
-                     frozenset(chosen.undetermined), sources, tuple(record.rejected))
+        undetermined.discard(fact)
 
 
 def _age_at_diagnosis(diagnosis: Diagnosis, birth: dt.date, on: dt.date,

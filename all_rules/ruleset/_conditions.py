@@ -96,13 +96,20 @@ def suggest(name: str, choices: Any) -> str:
 
 
 class ConditionParser:
-    """Parses raw ``when`` data, reporting every problem through ``report``."""
+    """Parses raw ``when`` data, reporting every problem through ``report``.
+
+    This class reads the shape of the tree: the ``all`` / ``any`` combinators, named
+    conditions, and which kind of leaf each key is. Derived-fact tests are checked here;
+    fact tests, whose values must fit the fact and the parameters, go to
+    :class:`_FactTestParser`.
+    """
 
     def __init__(self, parameters: Mapping[str, ParameterSpec], report: Report,
                  named: Mapping[str, Node] | None = None) -> None:
         self.parameters = parameters
         self.report = report
         self.named = named or {}
+        self._facts = _FactTestParser(parameters, report)
 
     def parse(self, raw: Any, path: tuple[str | int, ...]) -> Node | None:
         if isinstance(raw, list):
@@ -114,25 +121,32 @@ class ConditionParser:
         ((key, body),) = raw.items()
         key = str(key)
         if key in ("all", "any"):
-            if not isinstance(body, list) or not body:
-                self.report((*path, key), f"`{key}` takes a non-empty list of conditions")
-                return None
-            return self._combine(AllOf if key == "all" else AnyOf, body, (*path, key))
+            return self._combinator(key, body, (*path, key))
         if key in ("derived", "not_derived"):
             return self._derived(key == "derived", body, (*path, key))
         if key == "condition":
-            node = self.named.get(str(body))
-            if node is None:
-                self.report((*path, key), f"unknown condition `{body}`"
-                                          f"{suggest(str(body), self.named)}")
-            return node
-        return self._fact(key, body, (*path, key))
+            return self._named(body, (*path, key))
+        return self._facts.parse(key, body, (*path, key))
+
+    def _combinator(self, key: str, body: Any, path: tuple[str | int, ...]) -> Node | None:
+        """``all`` / ``any``: a non-empty list of conditions."""
+        if not isinstance(body, list) or not body:
+            self.report(path, f"`{key}` takes a non-empty list of conditions")
+            return None
+        return self._combine(AllOf if key == "all" else AnyOf, body, path)
 
     def _combine(self, cls: Any, items: list[Any], path: tuple[str | int, ...]) -> Node | None:
         children = [self.parse(item, (*path, index)) for index, item in enumerate(items)]
         if any(child is None for child in children):
             return None
         return cls(tuple(children))  # type: ignore[no-any-return]
+
+    def _named(self, body: Any, path: tuple[str | int, ...]) -> Node | None:
+        """``{condition: name}``: a condition defined once and shared by several rules."""
+        node = self.named.get(str(body))
+        if node is None:
+            self.report(path, f"unknown condition `{body}`{suggest(str(body), self.named)}")
+        return node
 
     def _derived(self, present: bool, body: Any, path: tuple[str | int, ...]) -> Node | None:
         if isinstance(body, str):
@@ -142,7 +156,17 @@ class ConditionParser:
         self.report(path, "expected a rule id, or {kind: " + " | ".join(DERIVED_KINDS) + "}")
         return None
 
-    def _fact(self, name: str, body: Any, path: tuple[str | int, ...]) -> Node | None:
+
+class _FactTestParser:
+    """Parses one fact test, ``{fact: {op: value, ...}}`` or ``{fact: value}``: the fact must
+    exist and each operator be known and safe for the fact's type (an ordering on a bool or
+    enum fact is refused). The values are :class:`_ValueParser`'s."""
+
+    def __init__(self, parameters: Mapping[str, ParameterSpec], report: Report) -> None:
+        self.report = report
+        self._values = _ValueParser(parameters, report)
+
+    def parse(self, name: str, body: Any, path: tuple[str | int, ...]) -> Node | None:
         spec = FACTS.get(name)
         if spec is None:
             self.report(path, f"unknown fact `{name}`{suggest(name, FACTS)}")
@@ -175,42 +199,62 @@ class ConditionParser:
                               "use eq / in")
             return None
         if op in ("in", "not_in"):
-            if not isinstance(raw, list) or not raw:
-                self.report(path, f"`{op}` takes a non-empty list")
-                return None
-            values = [self._literal(spec, item, (*path, i)) for i, item in enumerate(raw)]
-            if any(v is _BAD for v in values):
-                return None
-            return FactTest(spec.name, op, tuple(values), path)
-        value = self._value(spec, raw, path)
+            return self._membership(spec, op, raw, path)
+        value = self._values.value(spec, raw, path)
         if value is _BAD:
             return None
         return FactTest(spec.name, op, value, path)
 
-    def _value(self, spec: FactSpec, raw: Any, path: tuple[str | int, ...]) -> Any:
+    def _membership(self, spec: FactSpec, op: str, raw: Any,
+                    path: tuple[str | int, ...]) -> Node | None:
+        """``in`` / ``not_in``: a non-empty list of literals, each a value of the fact."""
+        if not isinstance(raw, list) or not raw:
+            self.report(path, f"`{op}` takes a non-empty list")
+            return None
+        values = [self._values.literal(spec, item, (*path, i)) for i, item in enumerate(raw)]
+        if any(v is _BAD for v in values):
+            return None
+        return FactTest(spec.name, op, tuple(values), path)
+
+
+class _ValueParser:
+    """Parses the value a fact is compared with: a literal of the fact's type, a ``$parameter``
+    in the fact's unit, or a tolerance around one. A value that does not fit is reported and
+    returned as ``_BAD``, so the whole test is refused."""
+
+    def __init__(self, parameters: Mapping[str, ParameterSpec], report: Report) -> None:
+        self.parameters = parameters
+        self.report = report
+
+    def value(self, spec: FactSpec, raw: Any, path: tuple[str | int, ...]) -> Any:
         if isinstance(raw, str) and raw.startswith("$"):
             return self._param(spec, raw, path)
         if isinstance(raw, dict):
-            if len(raw) != 1 or next(iter(raw)) not in TOLERANCES:
-                self.report(path, "a value is a literal, `$parameter`, or "
-                                  "{percent_above | percent_below: [base, percent]}")
-                return _BAD
-            ((direction, pair),) = raw.items()
-            if spec.type not in ("number", "integer"):
-                self.report(path, f"`{direction}` needs a numeric fact")
-                return _BAD
-            if not isinstance(pair, list) or len(pair) != 2:
-                self.report((*path, direction), "takes [base, percent]")
-                return _BAD
-            base = self._numeric(spec, pair[0], (*path, direction, 0), check_unit=True)
-            percent = self._numeric(None, pair[1], (*path, direction, 1), check_unit=False)
-            if base is _BAD or percent is _BAD:
-                return _BAD
-            if isinstance(percent, ParamRef) and self.parameters[percent.name].unit != "%":
-                self.report((*path, direction, 1), f"parameter `{percent.name}` is not in %")
-                return _BAD
-            return Tolerance(direction, base, percent)
-        return self._literal(spec, raw, path)
+            return self._tolerance(spec, raw, path)
+        return self.literal(spec, raw, path)
+
+    def _tolerance(self, spec: FactSpec, raw: dict[Any, Any], path: tuple[str | int, ...]) -> Any:
+        """``{percent_above | percent_below: [base, percent]}`` on a numeric fact; the base is
+        in the fact's unit, the percent a number or a parameter in %."""
+        if len(raw) != 1 or next(iter(raw)) not in TOLERANCES:
+            self.report(path, "a value is a literal, `$parameter`, or "
+                              "{percent_above | percent_below: [base, percent]}")
+            return _BAD
+        ((direction, pair),) = raw.items()
+        if spec.type not in ("number", "integer"):
+            self.report(path, f"`{direction}` needs a numeric fact")
+            return _BAD
+        if not isinstance(pair, list) or len(pair) != 2:
+            self.report((*path, direction), "takes [base, percent]")
+            return _BAD
+        base = self._numeric(spec, pair[0], (*path, direction, 0), check_unit=True)
+        percent = self._numeric(None, pair[1], (*path, direction, 1), check_unit=False)
+        if base is _BAD or percent is _BAD:
+            return _BAD
+        if isinstance(percent, ParamRef) and self.parameters[percent.name].unit != "%":
+            self.report((*path, direction, 1), f"parameter `{percent.name}` is not in %")
+            return _BAD
+        return Tolerance(direction, base, percent)
 
     def _numeric(self, spec: FactSpec | None, raw: Any, path: tuple[str | int, ...],
                  *, check_unit: bool) -> Any:
@@ -242,7 +286,7 @@ class ConditionParser:
             return _BAD
         return ParamRef(name)
 
-    def _literal(self, spec: FactSpec, raw: Any, path: tuple[str | int, ...]) -> Any:
+    def literal(self, spec: FactSpec, raw: Any, path: tuple[str | int, ...]) -> Any:
         if raw is None:
             self.report(path, f"comparing `{spec.name}` with null is unsafe (an unknown fact is "
                               "absent, not null); use {known: false}")

@@ -91,8 +91,6 @@ class Compiled:
     """The durable rule definitions, by engine rule name."""
     entries: dict[str, tuple[Fired, str | None]]
     """Engine rule name → (what fired, the JSON of the fact it derives or None)."""
-    derived_json: dict[str, str]
-    """The JSON of the fact each deriving rule asserts in this session, by rule id."""
     stages: int
     stage_facts: tuple[str, ...]
     """The JSON of each stage fact, in the order they are asserted."""
@@ -128,6 +126,6 @@ def compile_ruleset(ruleset: Ruleset, sid: str) -> Compiled:
     names = {leaf.fact for rule in ruleset.rules for branch in rule.branches
              for leaf in branch if isinstance(leaf, FactTest)}
     tested = tuple(sorted((name, FACTS[name].key) for name in names))
-    return Compiled(definition, entries, derived_json, stages, stage_facts, tested,
+    return Compiled(definition, entries, stages, stage_facts, tested,
                     tuple((name, f',"{key}":') for name, key in tested),
                     f'{{"t":"patient","sid":"{sid}","id":"patient"')

@@ -38,8 +38,6 @@ class Engine(EngineState):
         self.tested = compiled.tested
         # engine rule name → (what fired, the JSON of the fact it derives or None)
         self._entries = compiled.entries
-        # The JSON of the fact each deriving rule asserts in this engine's session.
-        self._derived_json = compiled.derived_json
         self._stage_facts = compiled.stage_facts
         self._tested_json = compiled.tested_json
         self._patient_head = compiled.patient_head

@@ -8,7 +8,7 @@ from typing import Any
 from all_rules.ruleset._conditions import FactTest
 from all_rules.ruleset._factspec import FACTS
 
-from ._network import resolve
+from ._compile import resolve
 
 _SYMBOLS = {"eq": "==", "ne": "!=", "gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
 

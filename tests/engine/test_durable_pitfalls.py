@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from all_rules.engine._durable import engine as dre
-from all_rules.engine._network import ENGINE_LOCK
+from all_rules.engine._state import ENGINE_LOCK
 
 
 def _fired(handle: int, state: int) -> list[str]:

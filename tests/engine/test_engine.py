@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
-import all_rules.engine._network as engine_module
+import all_rules.engine._state as engine_module
 from all_rules import EvaluationError, Guideline, assess
 from all_rules.engine._durable import engine as dre
-from all_rules.engine._network import ENGINE_LOCK
+from all_rules.engine._state import ENGINE_LOCK
 
 ADULT_PH = {"patient_id": "P-1", "age_years": 42, "lineage": "B", "ph_status": "positive",
             "wbc_at_diagnosis_10e9_per_l": 45, "cns_status": "CNS1", "bsa_m2": 1.9}
@@ -104,8 +104,9 @@ def test_a_state_on_which_nothing_fired_can_be_deleted() -> None:
     without the priming this segfaults.)"""
     script = textwrap.dedent("""
         import all_rules.engine._network as E
+        import all_rules.engine._state as S
         from all_rules import Guideline
-        E.RENEW_EVERY = 2
+        S.RENEW_EVERY = 2
         E.Engine._patient_message = lambda self, values: (
             '{"t":"nobody","sid":"%s","id":"patient"}' % self._session.sid)
         for _ in range(3):

@@ -130,8 +130,8 @@ def test_memoized_items_equal_freshly_rendered_ones(guideline: Guideline,
     exactly what rendering from scratch gives."""
     for facts in batch:
         warm_json, warm_model = guideline.assess_json(facts), guideline.assess(facts)
-        COLD._assembler._item_json.clear()
-        COLD._assembler._skeletons.clear()
+        COLD._assembler._json._item_json.clear()
+        COLD._assembler._json._skeletons.clear()
         COLD._assembler._item_models.clear()
         assert COLD.assess_json(facts) == warm_json
         COLD._assembler._item_models.clear()
@@ -145,7 +145,7 @@ def test_skeletons_filled_with_other_patients_values_equal_the_models() -> None:
     guideline = Guideline.load()
     for facts in synth.patients(3_000, seed=21, missing_rate=0.1):
         assert guideline.assess_json(facts) == guideline.assess(facts).to_json(indent=None)
-    skeletons = guideline._assembler._skeletons
+    skeletons = guideline._assembler._json._skeletons
     assert 0 < len(skeletons) < 1_000  # few skeletons serve thousands of patients
     assert all(skeletons.values()), "every skeleton reproduced its item when built"
 
@@ -154,7 +154,7 @@ def test_a_skeleton_that_cannot_reproduce_its_item_is_not_used(
         monkeypatch: pytest.MonkeyPatch) -> None:
     """A skeleton is checked against a direct rendering when built; if they differ, the
     item is rendered directly every time (never a wrong output)."""
-    import all_rules.engine._assemble as assemble
+    import all_rules.engine._jsontext as assemble
 
     guideline = Guideline.load()
     facts = {"age_years": 42.5, "lineage": "B", "ph_status": "positive",
@@ -164,6 +164,6 @@ def test_a_skeleton_that_cannot_reproduce_its_item_is_not_used(
     monkeypatch.setattr(assemble, "_fill", lambda *args: real(*args) + "x")
     for _ in range(3):  # a memo keeps a value from a key's second sight on
         assert guideline.assess_json(facts) == expected
-    skeletons = guideline._assembler._skeletons
+    skeletons = guideline._assembler._json._skeletons
     assert skeletons
     assert not any(skeletons.values())

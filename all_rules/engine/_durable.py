@@ -10,8 +10,8 @@ never registers a callback (a test pins that), so those functions are never call
 
 On 3.13 the module is therefore loaded with lazy binding (``RTLD_LAZY``): every symbol the
 project calls resolves at once on first use, and the one unresolvable symbol is never reached.
-Before it is used, the module is checked to work (tests/engine/test_durable_pitfalls.py and the whole
-suite run on 3.11 and 3.13 in CI). docs/engine.md explains the choice and the alternatives
+Before it is used, the module is checked to work (tests/engine/test_durable_pitfalls.py and
+the whole suite run on 3.11 and 3.13 in CI). docs/engine.md explains the choice and the alternatives
 measured. Any other import failure is raised as it is, with what to do.
 """
 

@@ -152,7 +152,7 @@ class EngineState:
         the state; the first started action sets them, and ``delete_state`` frees them. A
         state on which no action was ever started (no rule fired for anything asserted
         since its creation) therefore crashes the process when deleted
-        (tests/test_durable_pitfalls.py). A dedicated rule fires on a priming fact, which is
+        (tests/engine/test_durable_pitfalls.py). A dedicated rule fires on a priming fact, which is
         then retracted."""
         prime = f'{{"t":"prime","sid":"{session.sid}","id":"prime"}}'
         self._assert(session, prime)

@@ -3,8 +3,8 @@
 ``facts_from_bundle(bundle, assessment_date=...)`` reads a patient's record — a Bundle of
 Patient, Observation, Condition, MedicationRequest and ServiceRequest resources, often years
 of them — into :class:`PatientFacts`, in three steps: reading each resource into dated
-candidate values through the code map (``_fhir_read``, ``fhir_codes.yaml``), choosing each
-fact's value by time relative to the assessment date (``_fhir_select``), then building the
+candidate values through the code map (``_read``, ``fhir_codes.yaml``), choosing each
+fact's value by time relative to the assessment date (``_select``), then building the
 facts and the current plan (here, and ``_orders``). Each fact records the resource and date
 it came from; :func:`assess_bundle` puts that provenance into the evidence.
 

@@ -1,6 +1,6 @@
 """Reading a FHIR Bundle: each resource → dated candidate values for facts, or a report.
 
-No choice is made here between several values of one fact (``_fhir_select`` does that by
+No choice is made here between several values of one fact (``_select`` does that by
 time); a resource that cannot be used says why in an :class:`Unmapped`. Resources are read as
 JSON, field by field, with the type of each field used checked: validating every resource of
 a years-long chart with full FHIR models would cost a hundred times the mapping itself.

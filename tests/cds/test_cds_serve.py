@@ -1,7 +1,7 @@
 """``all-rules serve`` itself: limits against slow clients, and the audit lines it writes.
 
 The servers here are started with the configuration ``all-rules serve`` uses
-(``_cds_serve.server_config``), or as a real ``all-rules serve`` process; all traffic is on
+(``all_rules.cds._serve.server_config``), or as a real ``all-rules serve`` process; all traffic is on
 loopback.
 """
 

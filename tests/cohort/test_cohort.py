@@ -292,7 +292,8 @@ def test_ctrl_c_in_the_middle_of_a_chunk_leaves_whole_chunks_only(
 
 def test_cli_ctrl_c_exits_130_with_valid_output(tmp_path: Path) -> None:
     """A real SIGINT to `all-rules cohort` exits 130 and leaves valid, truncated JSON Lines.
-    The input is a pipe the test holds open (tests/support/feed.py), so the run cannot finish first."""
+    The input is a pipe the test holds open (tests/support/feed.py), so the run cannot finish
+    first."""
     out = tmp_path / "out.jsonl"
     with held_input(5_000) as source:
         process = subprocess.Popen([sys.executable, "-m", "all_rules.cli", "cohort",

@@ -1,8 +1,8 @@
 """``all-rules serve`` itself: limits against slow clients, and the audit lines it writes.
 
 The servers here are started with the configuration ``all-rules serve`` uses
-(``all_rules.cds._serve.server_config``), or as a real ``all-rules serve`` process; all traffic is on
-loopback.
+(``all_rules.cds._serve.server_config``), or as a real ``all-rules serve`` process; all
+traffic is on loopback.
 """
 
 from __future__ import annotations

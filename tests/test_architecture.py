@@ -249,3 +249,45 @@ def test_an_import_against_the_direction_is_named(tmp_path: Path, source: str, t
     problems = wrong_way(import_graph(package))
     assert len(problems) == 1
     assert why in problems[0]
+
+
+# --- public paths -------------------------------------------------------------------------
+
+ALIASES = {
+    "all_rules.frames": "all_rules.cohort.frames",
+    "all_rules.dask": "all_rules.cohort.dask_cluster",
+    "all_rules.diff": "all_rules.cohort.diff",
+    "all_rules.synth": "all_rules.cohort.synth",
+}
+
+
+@pytest.mark.parametrize(("old", "new"), sorted(ALIASES.items()))
+def test_an_old_public_path_gives_the_same_objects(old: str, new: str) -> None:
+    """A module that moved into a wing keeps its old path as an alias (docs/architecture.md):
+    every public name of the new module is the very same object under the old path."""
+    import importlib
+
+    moved, alias = importlib.import_module(new), importlib.import_module(old)
+    assert alias.__all__ == moved.__all__
+    assert moved.__all__
+    for name in moved.__all__:
+        assert getattr(alias, name) is getattr(moved, name), name
+
+
+@pytest.mark.parametrize("path", [
+    "all_rules.assess", "all_rules.Guideline", "all_rules.PatientFacts", "all_rules.Assessment",
+    "all_rules.Kind", "all_rules.RiskGroup", "all_rules.InvalidFactsError",
+    "all_rules.explain.Explanation", "all_rules.explain.UnknownRuleError",
+    "all_rules.fhir.facts_from_bundle", "all_rules.fhir.assess_bundle", "all_rules.fhir.Windows",
+    "all_rules.cds.create_app", "all_rules.cds.ServiceSettings",
+    "all_rules.cohort.assess_many", "all_rules.cohort.CohortSummary", "all_rules.cohort.RowError",
+    "all_rules.cohort.frames.assess_frame", "all_rules.cohort.dask_cluster.assess_dask",
+    "all_rules.cohort.diff.compare", "all_rules.cohort.synth.patients", "all_rules.cli.main",
+])
+def test_every_documented_import_path_works(path: str) -> None:
+    """The paths README and docs/ show import (the wing packages re-export their public
+    names)."""
+    import importlib
+
+    module, _, name = path.rpartition(".")
+    assert getattr(importlib.import_module(module), name) is not None

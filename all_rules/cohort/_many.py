@@ -9,8 +9,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from all_rules.engine._assemble import Selection
 from all_rules.engine._guideline import Guideline, validate_facts
+from all_rules.engine._select import Selection
 from all_rules.exceptions import EvaluationError, FieldError, InvalidFactsError
 from all_rules.facts import PatientFacts
 from all_rules.output import Assessment

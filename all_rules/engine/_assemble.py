@@ -20,7 +20,7 @@ from all_rules.output import (
     RulesetInfo,
     _trusted,
 )
-from all_rules.ruleset._loader import Rule, Ruleset
+from all_rules.ruleset._model import Rule, Ruleset
 from all_rules.ruleset._schema import RiskGroup
 
 from . import _select, _wording

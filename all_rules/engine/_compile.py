@@ -19,7 +19,7 @@ import attrs
 
 from all_rules.ruleset._conditions import Branch, DerivedTest, FactTest, ParamRef, Tolerance
 from all_rules.ruleset._factspec import FACTS
-from all_rules.ruleset._loader import Rule, Ruleset
+from all_rules.ruleset._model import Rule, Ruleset
 from all_rules.ruleset._schema import Concludes
 
 #: The engine rule that fires once on every new session state (see ``_state``).

@@ -39,7 +39,7 @@ from all_rules.ruleset._conditions import (
     ParamRef,
     Tolerance,
 )
-from all_rules.ruleset._loader import Rule, Ruleset
+from all_rules.ruleset._model import Rule, Ruleset
 from all_rules.ruleset._schema import Concludes
 
 Outcome = Literal["held", "failed", "unknown"]

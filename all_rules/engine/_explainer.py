@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from all_rules.output import RulesetInfo
 from all_rules.ruleset._conditions import AllOf, DerivedTest, FactTest
-from all_rules.ruleset._loader import Rule
+from all_rules.ruleset._model import Rule
 from all_rules.ruleset._schema import Concludes
 
 from ._evaluator import (

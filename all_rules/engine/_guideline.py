@@ -15,15 +15,17 @@ from all_rules.exceptions import FieldError, InvalidFactsError, RulesetLoadError
 from all_rules.facts import PatientFacts, Plan
 from all_rules.output import Assessment, RulesetInfo, _trusted, provide_shipped_guideline
 from all_rules.ruleset._conditions import suggest
-from all_rules.ruleset._loader import Rule, Ruleset, load
+from all_rules.ruleset._loader import load
+from all_rules.ruleset._model import Rule, Ruleset
 
-from ._assemble import Assembler, Selection
+from ._assemble import Assembler
 from ._evaluator import Evaluator
 from ._explainer import Explainer
 from ._explanation import Explanation, RuleExplanation
 from ._input import excerpt
 from ._network import Engine
 from ._prepare import PreparedFacts, prepare
+from ._select import Selection
 
 __all__ = ["Guideline", "assess", "validate_facts"]
 

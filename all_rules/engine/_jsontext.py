@@ -16,7 +16,7 @@ from typing import Any
 import attrs
 
 from all_rules.output import RulesetInfo
-from all_rules.ruleset._loader import Rule
+from all_rules.ruleset._model import Rule
 
 from . import _format, _wording
 from ._doses import DoseRule, doses_json

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from all_rules.exceptions import EvaluationError
-from all_rules.ruleset._loader import Ruleset
+from all_rules.ruleset._model import Ruleset
 
 from . import _state
 from ._compile import Fired, compile_ruleset

@@ -14,7 +14,7 @@ import attrs
 
 from all_rules.ruleset._conditions import FactTest
 from all_rules.ruleset._factspec import FACTS
-from all_rules.ruleset._loader import Rule, Ruleset
+from all_rules.ruleset._model import Rule, Ruleset
 from all_rules.ruleset._schema import PHASE_ORDER, SEVERITY_RANK, Concludes
 
 from ._doses import DoseRule

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 import attrs
 
 from all_rules.exceptions import EvaluationError
-from all_rules.ruleset._loader import Rule
+from all_rules.ruleset._model import Rule
 from all_rules.ruleset._schema import Concludes
 
 from ._compile import Fired

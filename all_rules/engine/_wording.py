@@ -14,7 +14,7 @@ from typing import Any
 import attrs
 
 from all_rules.ruleset._conditions import DerivedTest, FactTest
-from all_rules.ruleset._loader import Rule
+from all_rules.ruleset._model import Rule
 from all_rules.ruleset._template import Template
 
 from . import _format

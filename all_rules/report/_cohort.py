@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from all_rules.ruleset._conditions import FactTest, walk
-from all_rules.ruleset._loader import Rule, Ruleset
+from all_rules.ruleset._model import Rule, Ruleset
 from all_rules.ruleset._schema import Concludes, ItemPhase, RiskGroup
 
 from ._html import Section, definition_list, escape, render_page, table, write_page

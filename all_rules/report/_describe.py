@@ -17,7 +17,7 @@ from all_rules.ruleset._conditions import (
     walk,
 )
 from all_rules.ruleset._factspec import FACTS
-from all_rules.ruleset._loader import Rule, Ruleset
+from all_rules.ruleset._model import Rule, Ruleset
 from all_rules.ruleset._schema import ItemPhase
 
 _WORDS = {"eq": "is", "ne": "is not", "gt": ">", "gte": "≥", "lt": "<", "lte": "≤"}

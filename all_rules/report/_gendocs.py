@@ -22,7 +22,8 @@ from all_rules.facts import PatientFacts, Plan
 from all_rules.output import Assessment, DoseLine, Evidence, Recommendation, Risk, RulesetInfo
 from all_rules.ruleset._conditions import FactTest, walk
 from all_rules.ruleset._factspec import FACTS
-from all_rules.ruleset._loader import Ruleset, load
+from all_rules.ruleset._loader import load
+from all_rules.ruleset._model import Ruleset
 from all_rules.ruleset._policy import STATEMENTS, facts_read, named_external
 from all_rules.ruleset._safe_yaml import load_file
 from all_rules.ruleset._schema import CaseFile, Manifest, StatementFile

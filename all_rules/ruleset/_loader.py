@@ -38,7 +38,7 @@ from ._schema import (
 )
 from ._template import Template
 
-__all__ = ["MANIFEST", "Rule", "Ruleset", "check", "default_ruleset_dir", "load"]
+__all__ = ["check", "load"]
 
 _Entry = tuple[RuleSpec, Node, str, Located, PathKey]
 """A rule whose condition parsed: spec, condition, file name, document, path in the file."""

@@ -15,7 +15,8 @@ import yaml
 
 from all_rules.exceptions import RulesetError
 
-from ._loader import MANIFEST, check, default_ruleset_dir
+from ._loader import check
+from ._model import MANIFEST, default_ruleset_dir
 
 RELEASES = "releases"
 

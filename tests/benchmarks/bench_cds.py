@@ -2,8 +2,8 @@
 
 Run: ``python tests/benchmarks/bench_cds.py [N]`` (default 1,000 calls). Starts the service
 as ``all-rules serve`` does (``all_rules.cds._serve.server_config``: its connection, header,
-body and keep-alive limits) on 127.0.0.1, sends N patient-view requests (prefetched Bundle of the adult
-Ph+ worked example, each with its own ES384-signed JWT, signed before timing) over one
+body and keep-alive limits) on 127.0.0.1, sends N patient-view requests (prefetched Bundle of
+the adult Ph+ worked example, each with its own ES384-signed JWT, signed before timing) over one
 keep-alive connection, and prints p50 / p99 of the round trip; in the same run, the
 discovery call (authentication and routing without assessment) as the reference.
 Target: p99 <= 50 ms (the specification asks for about 500 ms).

@@ -9,9 +9,11 @@ of chosen elements, and a PNG screenshot.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -89,10 +91,14 @@ def visit(page: Path, selectors: Sequence[str] = (), width: int = 1000,
     binary = chromium_path()
     if binary is None:
         raise RuntimeError("chromium is not installed")
-    with tempfile.TemporaryDirectory(prefix="all-rules-chromium-") as profile:
+    profile = tempfile.mkdtemp(prefix="all-rules-chromium-")
+    try:
+        # Its own process group: the browser's helpers (renderer, GPU, utility processes)
+        # are stopped with it, so none still writes into the profile when it is removed.
         process = subprocess.Popen(
             [binary, *FLAGS, f"--user-data-dir={profile}", f"--window-size={width},{height}",
-             "about:blank"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+             "about:blank"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            start_new_session=True)
         try:
             port = _port(Path(profile), process)
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list",
@@ -105,12 +111,40 @@ def visit(page: Path, selectors: Sequence[str] = (), width: int = 1000,
                          open_timeout=20) as socket:
                 return _load(_Client(socket), page, selectors, width, height)
         finally:
-            process.terminate()
+            _stop_group(process)
+    finally:
+        _remove_profile(Path(profile))
+
+
+def _stop_group(process: subprocess.Popen[bytes]) -> None:
+    """Stop the browser and every process of its group, and wait until none is left."""
+    for sig, grace in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 10.0)):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, sig)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=grace)
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline:
             try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+                os.killpg(process.pid, 0)  # is any process of the group left?
+            except ProcessLookupError:
+                return
+            time.sleep(0.05)
+
+
+def _remove_profile(profile: Path) -> None:
+    """Remove the profile; a file a dying helper wrote meanwhile is removed on the next try."""
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            shutil.rmtree(profile)
+            return
+        except FileNotFoundError:
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
 
 
 def _port(profile: Path, process: subprocess.Popen[bytes]) -> int:

@@ -194,6 +194,36 @@ def test_every_part_says_what_it_owns() -> None:
         assert re.search(r"\bimport", docstring), f"{init}: say what it may import"
 
 
+def test_every_module_is_named_where_its_part_is_described() -> None:
+    """Each module of a sub-package is named in that package's docstring and in
+    docs/architecture.md, so the map a newcomer reads is the house as it is."""
+    architecture = (PACKAGE.parent / "docs" / "architecture.md").read_text(encoding="utf-8")
+    unnamed = []
+    for name, path in modules(PACKAGE).items():
+        package, _, stem = name.rpartition(".")
+        if path.name == "__init__.py" or package == "all_rules":
+            continue
+        init = PACKAGE / package.removeprefix("all_rules.") / "__init__.py"
+        docstring = ast.get_docstring(ast.parse(init.read_text(encoding="utf-8"))) or ""
+        if f"``{stem}``" not in docstring:
+            unnamed.append(f"{name}: not in {package}'s docstring")
+        if f"`{stem}`" not in architecture:
+            unnamed.append(f"{name}: not in docs/architecture.md")
+    assert unnamed == []
+
+
+def test_no_module_is_imported_by_name_at_run_time() -> None:
+    """``importlib`` and ``__import__`` would hide an arrow from the graph; only the loader of
+    durable's C module (``engine/_durable.py``) imports by name."""
+    found = []
+    for name, path in modules(PACKAGE).items():
+        text = path.read_text(encoding="utf-8")
+        if name != "all_rules.engine._durable" and re.search(
+                r"\bimport_module\(|\b__import__\(|\bimportlib\b", text):
+            found.append(name)
+    assert found == []
+
+
 def test_units_read_in_one_sitting() -> None:
     """No class over 150 lines and no function over 60 lines in ``all_rules``."""
     long_units = []
@@ -271,6 +301,11 @@ def test_an_old_public_path_gives_the_same_objects(old: str, new: str) -> None:
     assert alias.__all__ == moved.__all__
     assert moved.__all__
     for name in moved.__all__:
+        assert getattr(alias, name) is getattr(moved, name), name
+    others = [name for name in vars(moved) if not name.startswith("__")
+              and name not in moved.__all__]
+    assert others  # the old modules had names outside __all__ too (synth.COLUMNS, …)
+    for name in others:
         assert getattr(alias, name) is getattr(moved, name), name
 
 

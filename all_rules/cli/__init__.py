@@ -1,8 +1,9 @@
 """The command line, ``all-rules`` (docs/cli.md).
 
 Owns argument parsing, exit codes and what each command prints (``_main``), the ``explain``
-command (``_explain``) and the ``diff`` and ``rules versions`` commands (``_diff``). It is the
-top of the house: it may import every wing and the core; nothing imports it.
+command (``_explain``), the ``diff`` and ``rules versions`` commands (``_diff``) and
+``python -m all_rules.cli`` (``__main__``). It is the top of the house: it may import every
+wing and the core; nothing imports it.
 """
 
 from ._main import main

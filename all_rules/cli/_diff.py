@@ -8,7 +8,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from all_rules.cohort._io import CohortInputError, GuidelineSpec
+from all_rules.cohort._io import GuidelineSpec
+from all_rules.cohort._read import CohortInputError
 from all_rules.ruleset._versions import UnknownVersionError, version_digests, version_directory
 
 
@@ -84,8 +85,9 @@ def output_paths(args: argparse.Namespace) -> list[Path]:
 
 def run(args: argparse.Namespace, usable_cores: int, progress_bar: Any) -> int:
     from all_rules.cohort._compare import check_output_name, run_diff
-    from all_rules.cohort._io import check_outputs, count_rows, format_of, stderr_is_terminal
+    from all_rules.cohort._io import check_outputs, stderr_is_terminal
     from all_rules.cohort._io import output_paths as cohort_output_paths
+    from all_rules.cohort._read import count_rows, format_of
     from all_rules.report._change_text import summary_markdown, summary_table
 
     if args.workers < 1:

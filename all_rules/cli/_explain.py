@@ -1,6 +1,6 @@
 """The CLI's explanation paths: ``all-rules explain`` and ``assess --why-not / --format html``.
 
-Kept apart from ``cli.py`` so that the command line stays a thin dispatcher.
+Kept apart from ``_main`` so that the command line stays a thin dispatcher.
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from all_rules import __version__
-from all_rules.cohort._io import CohortInputError
+from all_rules.cohort._read import CohortInputError
 from all_rules.cohort._records import record_value
 from all_rules.engine._guideline import Guideline
 from all_rules.engine._input import (
@@ -337,7 +337,8 @@ def _cohort_spec(args: argparse.Namespace) -> GuidelineSpec:
 
 def _cohort_progress(args: argparse.Namespace) -> _Progress | None:
     """A progress bar when stderr is a terminal; its total when the input can be counted."""
-    from all_rules.cohort._io import count_rows, format_of, stderr_is_terminal
+    from all_rules.cohort._io import stderr_is_terminal
+    from all_rules.cohort._read import count_rows, format_of
 
     if not stderr_is_terminal():
         return None
@@ -467,7 +468,7 @@ def _clock(seconds: float) -> str:
 
 def _synth(args: argparse.Namespace) -> int:
     from all_rules.cohort import synth
-    from all_rules.cohort._io import format_of
+    from all_rules.cohort._read import format_of
 
     if args.count < 0:
         raise _InputError("N must be 0 or more")

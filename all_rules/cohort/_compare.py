@@ -11,17 +11,9 @@ import attrs
 
 from all_rules.engine._guideline import Guideline
 
-from ._io import (
-    Chunk,
-    ChunkResult,
-    CohortInputError,
-    GuidelineSpec,
-    _Writer,
-    format_of,
-    map_chunks,
-)
+from ._io import ChunkResult, GuidelineSpec, _Writer, map_chunks
 from ._many import CohortSummary
-from ._read import _EXTENSIONS, facts_of, read_nonempty_chunks
+from ._read import _EXTENSIONS, Chunk, CohortInputError, facts_of, format_of, read_nonempty_chunks
 from .diff import DiffSummary, compare_row
 
 

@@ -1,4 +1,4 @@
-"""Cohort files: streaming readers (CSV, JSON Lines, Parquet), writers, and the runner.
+"""Cohort files: the runner, its writer and the safety of its outputs (readers: ``_read``).
 
 The runner reads the input in chunks, assesses each chunk (in this process or in worker
 processes), and writes the results in input order. Output goes to a temporary file beside
@@ -39,21 +39,16 @@ from ._many import (
     table_rows,
 )
 from ._read import (
-    CHUNK_ROWS,
-    FORMATS,
     Chunk,
     CohortInputError,
-    count_rows,
     facts_of,
     format_of,
-    read_chunks,
     read_nonempty_chunks,
 )
 from ._read import pyarrow_module as _pyarrow
 
-__all__ = ["CHUNK_ROWS", "FORMATS", "Chunk", "CohortInputError", "CohortRun", "GuidelineSpec",
-           "check_outputs", "count_rows", "format_of", "map_chunks", "output_paths",
-           "read_chunks", "run_cohort"]
+__all__ = ["ChunkResult", "CohortRun", "GuidelineSpec", "check_outputs", "map_chunks",
+           "output_paths", "run_cohort", "stderr_is_terminal"]
 _R = TypeVar("_R")
 
 

@@ -1,4 +1,5 @@
-"""Cohorts: many patients, one result per row, in order; a bad row never stops the run."""
+"""Assessing many patients in Python: ``assess_many`` (one result per row, in order; a bad row is
+a ``RowError``, never a stop), ``table_rows`` (the two flat tables) and ``CohortSummary``."""
 
 from __future__ import annotations
 
@@ -13,8 +14,7 @@ from all_rules.engine._guideline import Guideline, validate_facts
 from all_rules.engine._select import Selection
 from all_rules.exceptions import EvaluationError, FieldError, InvalidFactsError
 from all_rules.facts import PatientFacts
-from all_rules.output import Assessment
-from all_rules.ruleset._schema import RiskGroup
+from all_rules.output import Assessment, RiskGroup
 
 from ._records import record_to_facts
 

@@ -8,7 +8,8 @@ one patient document (``_input``) and hand-written JSON (``_encode``); assembly 
 (``_assemble``): the per-rule tables (``_ruleinfo``), the selection (``_select``), wording
 and evidence (``_wording``, with the wording of conditions in ``_format``), doses
 (``_doses``), bounded memos (``_memo``) and the JSON text (``_jsontext``); the independent
-evaluator that explains why a rule fired or not (``_evaluator``, ``_explainer``) and the
+evaluator that explains why a rule fired or not (``_evaluator``, ``_explainer``), the
+explanation models (``_explanation``, public as ``all_rules.explain``) and the
 ``Guideline`` object that ties them together (``_guideline``). It may import
 ``all_rules.ruleset`` and the public face's value modules; it imports no wing (``fhir``,
 ``cds``, ``cohort``, ``report``, ``cli``).

@@ -17,11 +17,11 @@ from all_rules.output import (
     Evidence,
     Recommendation,
     Risk,
+    RiskGroup,
     RulesetInfo,
     _trusted,
 )
 from all_rules.ruleset._model import Rule, Ruleset
-from all_rules.ruleset._schema import RiskGroup
 
 from . import _select, _wording
 from ._compile import Fired

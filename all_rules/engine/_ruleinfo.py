@@ -12,10 +12,11 @@ from typing import Any
 
 import attrs
 
+from all_rules.output import PHASE_ORDER, SEVERITY_RANK
 from all_rules.ruleset._conditions import FactTest
 from all_rules.ruleset._factspec import FACTS
 from all_rules.ruleset._model import Rule, Ruleset
-from all_rules.ruleset._schema import PHASE_ORDER, SEVERITY_RANK, Concludes
+from all_rules.ruleset._schema import Concludes
 
 from ._doses import DoseRule
 from ._encode import dumps

@@ -13,9 +13,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from all_rules.output import ItemPhase, RiskGroup
 from all_rules.ruleset._conditions import FactTest, walk
 from all_rules.ruleset._model import Rule, Ruleset
-from all_rules.ruleset._schema import Concludes, ItemPhase, RiskGroup
+from all_rules.ruleset._schema import Concludes
 
 from ._html import Section, definition_list, escape, render_page, table, write_page
 from ._plots import bar_chart, figure, stacked_bar_chart

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from all_rules.engine._format import literal_text, number, value_text
-from all_rules.output import Assessment
+from all_rules.output import Assessment, ItemPhase
 from all_rules.ruleset._conditions import (
     AllOf,
     AnyOf,
@@ -18,7 +18,6 @@ from all_rules.ruleset._conditions import (
 )
 from all_rules.ruleset._factspec import FACTS
 from all_rules.ruleset._model import Rule, Ruleset
-from all_rules.ruleset._schema import ItemPhase
 
 _WORDS = {"eq": "is", "ne": "is not", "gt": ">", "gte": "≥", "lt": "<", "lte": "≤"}
 

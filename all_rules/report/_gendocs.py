@@ -283,7 +283,7 @@ def output_markdown(ruleset: Ruleset) -> str:
             note = " (*omitted* when absent)" if name in omitted else ""
             lines.append(f"| `{name}` | `{_cell(_type_text(info.annotation))}` "
                          f"| {_cell(_OUTPUT_MEANING[key])}{note} |\n")
-    from all_rules.ruleset._schema import ItemPhase, Kind, RiskGroup, Severity
+    from all_rules.output import ItemPhase, Kind, RiskGroup, Severity
     lines.append("\n## Values\n\n")
     for enum in (RiskGroup, Kind, Severity, ItemPhase):
         lines.append(f"- `{enum.__name__}`: " + ", ".join(f"`{m.value}`" for m in enum) + "\n")

@@ -12,8 +12,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from all_rules.engine._explanation import ConditionExplanation, Explanation, RuleExplanation
-from all_rules.output import Assessment, Recommendation
-from all_rules.ruleset._schema import ItemPhase
+from all_rules.output import Assessment, ItemPhase, Recommendation
 
 from ._html import Section, badge, card, definition_list, escape, render_page, table
 

@@ -19,6 +19,7 @@ from typing import Any
 import attrs
 
 from all_rules.exceptions import RulesetIssue, RulesetValidationError
+from all_rules.output import RiskGroup
 
 from . import _checks
 from ._conditions import MAX_BRANCHES, ConditionParser, Node, suggest, to_dnf
@@ -27,15 +28,7 @@ from ._issues import Issues, RuleReporter, load_doc, validate
 from ._model import ENGINE_FIELD_LIMIT, MANIFEST, Rule, Ruleset, default_ruleset_dir
 from ._policy import policy_issues
 from ._safe_yaml import Located, PathKey
-from ._schema import (
-    OPTIONAL_GROUPS,
-    CitationId,
-    CitationSpec,
-    Manifest,
-    Overlay,
-    RiskGroup,
-    RuleSpec,
-)
+from ._schema import OPTIONAL_GROUPS, CitationId, CitationSpec, Manifest, Overlay, RuleSpec
 from ._template import Template
 
 __all__ = ["check", "load"]

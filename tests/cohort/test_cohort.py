@@ -18,7 +18,8 @@ import pytest
 
 from all_rules import Guideline, assess, synth
 from all_rules.cohort import RowError, assess_many
-from all_rules.cohort._io import CohortInputError, run_cohort
+from all_rules.cohort._io import run_cohort
+from all_rules.cohort._read import CohortInputError
 from all_rules.cohort.frames import assess_frame
 
 from ..support.feed import default_signals, held_input

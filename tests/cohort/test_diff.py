@@ -14,7 +14,8 @@ from all_rules import Guideline
 from all_rules.cli import main
 from all_rules.cohort import RowError, synth
 from all_rules.cohort._compare import run_diff
-from all_rules.cohort._io import CohortInputError, GuidelineSpec
+from all_rules.cohort._io import GuidelineSpec
+from all_rules.cohort._read import CohortInputError
 from all_rules.cohort.diff import DiffSummary, PatientChange, compare
 from all_rules.report._change_text import summary_markdown
 from all_rules.ruleset._loader import check

@@ -12,8 +12,8 @@ import pytest
 
 from all_rules.cli import main
 from all_rules.cohort import synth
-from all_rules.cohort._io import CohortInputError, check_outputs, run_cohort
-from all_rules.cohort._read import MAX_ROW_BYTES
+from all_rules.cohort._io import check_outputs, run_cohort
+from all_rules.cohort._read import MAX_ROW_BYTES, CohortInputError
 from all_rules.cohort._records import record_to_facts
 
 pytest.importorskip("pyarrow")

@@ -18,7 +18,8 @@ import pytest
 
 from all_rules.cohort import synth
 from all_rules.cohort._guard import RunLock
-from all_rules.cohort._io import CohortInputError, run_cohort
+from all_rules.cohort._io import run_cohort
+from all_rules.cohort._read import CohortInputError
 
 from ..support.feed import default_signals, held_input
 

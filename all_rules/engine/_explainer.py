@@ -34,21 +34,9 @@ from ._explanation import (
     UndecidedFeature,
     UnknownRuleError,
 )
-from ._format import literal_text, value_text
+from ._format import SYMBOLS, literal_text, resolved_test_text, value_text
 
 __all__ = ["Explainer", "outcome_summary", "risk_explanation"]
-
-_SYMBOLS = {"eq": "==", "ne": "!=", "gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
-
-
-
-def _test_text(test: FactTest, resolved: Any) -> str:
-    if test.op == "known":
-        return "known" if test.value else "unknown"
-    if test.op in ("in", "not_in"):
-        items = ", ".join(literal_text(v) for v in test.value)
-        return f"{test.op.replace('_', ' ')} [{items}]"
-    return f"{_SYMBOLS[test.op]} {literal_text(resolved)}"
 
 
 def _need(test: FactTest, resolved: Any) -> str:
@@ -59,7 +47,7 @@ def _need(test: FactTest, resolved: Any) -> str:
         return f"`{test.fact}` were known to be one of {', '.join(map(literal_text, resolved))}"
     if test.op == "not_in":
         return f"`{test.fact}` were known and none of {', '.join(map(literal_text, resolved))}"
-    return f"`{test.fact}` were known to be {_SYMBOLS[test.op]} {literal_text(resolved)}"
+    return f"`{test.fact}` were known to be {SYMBOLS[test.op]} {literal_text(resolved)}"
 
 
 class Explainer:
@@ -122,7 +110,7 @@ class Explainer:
     def _node(self, tracer: Tracer, trace: Trace) -> ConditionExplanation:
         node = trace.node
         if isinstance(node, FactTest):
-            test = _test_text(node, trace.threshold)
+            test = resolved_test_text(node, trace.threshold)
             shown = value_text(trace.value)
             text = (f"{node.fact} {shown if shown is not None else 'unknown'} {test}: "
                     f"{trace.outcome}")
@@ -238,4 +226,4 @@ def _leaf_words(leaf: FactTest | DerivedTest, parameters: Mapping[str, float]) -
         return f"{target} {'not ' if leaf.present else ''}derived"
     resolved = (tuple(leaf.value) if leaf.op in ("in", "not_in")
                 else threshold(leaf.value, parameters))
-    return f"`{leaf.fact}` {_test_text(leaf, resolved)} does not hold"
+    return f"`{leaf.fact}` {resolved_test_text(leaf, resolved)} does not hold"

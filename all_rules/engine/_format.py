@@ -10,7 +10,8 @@ from all_rules.ruleset._factspec import FACTS
 
 from ._compile import resolve
 
-_SYMBOLS = {"eq": "==", "ne": "!=", "gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
+SYMBOLS = {"eq": "==", "ne": "!=", "gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
+"""The comparison operators of the condition language, as they are written in words."""
 
 
 def number(value: float) -> str:
@@ -40,13 +41,20 @@ def literal_text(value: Any) -> str:
 
 def test_text(test: FactTest, values: Mapping[str, float]) -> str:
     """The test a fact passed, as in evidence (``> 30``, ``in [B, T]``, ``unknown``)."""
+    if test.op in ("known", "in", "not_in"):
+        return resolved_test_text(test, None)
+    return resolved_test_text(test, resolve(test.value, values))
+
+
+def resolved_test_text(test: FactTest, resolved: Any) -> str:
+    """The test with its threshold already resolved (``resolved`` is unused for ``known``,
+    ``in`` and ``not_in``, whose values are in the test)."""
     if test.op == "known":
         return "known" if test.value else "unknown"
     if test.op in ("in", "not_in"):
         items = ", ".join(literal_text(v) for v in test.value)
         return f"{test.op.replace('_', ' ')} [{items}]"
-    resolved = resolve(test.value, values)
-    return f"{_SYMBOLS[test.op]} {literal_text(resolved)}"
+    return f"{SYMBOLS[test.op]} {literal_text(resolved)}"
 
 
 def fact_phrase(name: str, value: Any) -> str:

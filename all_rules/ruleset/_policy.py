@@ -17,18 +17,16 @@ file is not traced to a source, and only the checks that need no statements run.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-import attrs
 from pydantic import ValidationError
 
 from all_rules.exceptions import RulesetIssue, RulesetLoadError
 
 from ._conditions import FactTest, suggest, walk
 from ._factspec import FACTS
-from ._issues import format_path
+from ._issues import Issues, load_doc, validate
 from ._safe_yaml import Located, PathKey, load_file
 from ._schema import Basis, Manifest, RuleSpec, StatementFile, StatementSpec
 
@@ -42,21 +40,6 @@ _FEEDS: dict[str, tuple[str, ...]] = {
     "weight_kg": ("bsa_m2",),
 }
 _NO_BSA = {"plan.given", "plan.has_doses"}
-
-
-def _fmt(path: Iterable[str | int]) -> str:
-    return format_path(path)  # the checker's own path format
-
-
-@attrs.define
-class _Report:
-    issues: list[RulesetIssue] = attrs.field(factory=list)
-
-    def add(self, doc: Located | None, file: str, path: PathKey, message: str,
-            rule_id: str | None = None, shown: PathKey | None = None) -> None:
-        line = doc.line_of(path) if doc is not None else None
-        self.issues.append(RulesetIssue(file, line, rule_id,
-                                        _fmt(shown if shown is not None else path), message))
 
 
 def load_statements(directory: Path) -> StatementFile | None:
@@ -111,7 +94,7 @@ def facts_read(ruleset: Any) -> dict[str, list[str]]:
 
 def policy_issues(ruleset: Any) -> list[RulesetIssue]:
     """Every content-policy problem of a loaded ruleset, with file, line and rule id."""
-    report = _Report()
+    report = Issues()
     directory = ruleset.directory
     try:
         manifest_doc = load_file(directory / "ruleset.yaml", "ruleset.yaml")
@@ -121,17 +104,10 @@ def policy_issues(ruleset: Any) -> list[RulesetIssue]:
     statements: dict[str, tuple[StatementSpec, int]] = {}
     statements_doc: Located | None = None
     if (directory / STATEMENTS).is_file():
-        try:
-            statements_doc = load_file(directory / STATEMENTS, STATEMENTS)
-            parsed = StatementFile.model_validate(statements_doc.data)
-        except RulesetLoadError as error:
-            return [RulesetIssue(error.file, error.line, None, "", error.problem)]
-        except ValidationError as error:
-            for item in error.errors():
-                loc = tuple(p for p in item["loc"] if not str(p).startswith("function-"))
-                report.add(statements_doc, STATEMENTS, loc,
-                           str(item["msg"]).removeprefix("Value error, "))
-            return report.issues
+        statements_doc = load_doc(directory / STATEMENTS, STATEMENTS, report)
+        parsed = validate(StatementFile, statements_doc, report) if statements_doc else None
+        if parsed is None:
+            return report.items
         for index, statement in enumerate(parsed.statements):
             if statement.id in statements:
                 report.add(statements_doc, STATEMENTS, ("statements", index, "id"),
@@ -148,11 +124,11 @@ def policy_issues(ruleset: Any) -> list[RulesetIssue]:
                            "`sources` (or mark it `needs_rule: false` with `why_no_rule`)")
     _check_exclusive(ruleset, manifest, manifest_doc, report)
     _check_facts(ruleset, manifest, manifest_doc, report)
-    return report.issues
+    return report.items
 
 
 def _check_rules(ruleset: Any, manifest: Manifest,
-                 statements: dict[str, tuple[StatementSpec, int]], report: _Report) -> None:
+                 statements: dict[str, tuple[StatementSpec, int]], report: Issues) -> None:
     citations = {c.id: c for c in manifest.citations}
     docs: dict[str, Located] = {}
     for rule in ruleset.rules:
@@ -198,7 +174,7 @@ def _rule_prefix(doc: Located, rule: Any) -> PathKey:
 
 
 def _check_exclusive(ruleset: Any, manifest: Manifest, doc: Located,
-                     report: _Report) -> None:
+                     report: Issues) -> None:
     known = {rule.spec.id for rule in ruleset.rules}
     for index, entry in enumerate(manifest.exclusive):
         where: PathKey = ("exclusive", index, "ids")
@@ -214,7 +190,7 @@ def _check_exclusive(ruleset: Any, manifest: Manifest, doc: Located,
                            f"unknown rule `{rule_id}`{suggest(rule_id, known)}")
 
 
-def _check_facts(ruleset: Any, manifest: Manifest, doc: Located, report: _Report) -> None:
+def _check_facts(ruleset: Any, manifest: Manifest, doc: Located, report: Issues) -> None:
     read = facts_read(ruleset)
     inputs = [name for name, spec in FACTS.items() if not spec.derived]
     for name in manifest.informational_facts:

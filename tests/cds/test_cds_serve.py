@@ -13,7 +13,6 @@ import os
 import socket
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -30,6 +29,7 @@ from all_rules.cds import ServiceSettings  # noqa: E402
 from all_rules.cds._serve import server_config  # noqa: E402
 
 from ..support.cds_service import free_port, hook_request  # noqa: E402
+from ..support.cds_service import serving as cds_serving  # noqa: E402
 from ..support.fhir_charts import CDS_ADULT_PH as ADULT_PH  # noqa: E402
 
 PATH = "/cds-services/all-rules-patient-view"
@@ -43,18 +43,8 @@ def serving(**settings: Any) -> Iterator[str]:
     config = server_config(ServiceSettings(base_url=f"http://127.0.0.1:{port}", insecure=True,
                                            **settings), "127.0.0.1", port)
     config.log_level = "warning"
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert server.started
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+    with cds_serving(config) as base:
+        yield base
 
 
 def _open(base: str) -> socket.socket:

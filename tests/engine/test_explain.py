@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 
+import all_rules
 from all_rules import Guideline
 from all_rules.cli import main
 from all_rules.explain import ConditionExplanation, UnknownRuleError
@@ -168,6 +169,18 @@ def test_assessment_explain_refuses_facts_it_did_not_come_from(guideline: Guidel
         assessment.explain("risk.age_35_or_older",
                            {**ADULT_HIGH_RISK, "age_years": 20, "age_at_diagnosis_years": 20},
                            guideline)
+
+
+def test_assessment_explain_without_a_guideline_uses_the_shipped_one() -> None:
+    """With no guideline given, ``Assessment.explain`` uses the shipped one (which the engine
+    registers with the output module, below it), and still refuses another patient's facts."""
+    assessment = all_rules.assess(ADULT_HIGH_RISK)
+    explanation = assessment.explain("risk.age_35_or_older", ADULT_HIGH_RISK)
+    assert explanation.fired
+    assert explanation.ruleset == Guideline.default().info
+    with pytest.raises(ValueError, match="do not give this assessment"):
+        assessment.explain("risk.age_35_or_older", {**ADULT_HIGH_RISK, "age_years": 20,
+                                                    "age_at_diagnosis_years": 20})
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])

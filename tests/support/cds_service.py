@@ -55,8 +55,14 @@ def free_port() -> int:
 @contextlib.contextmanager
 def running(app: Any, port: int) -> Iterator[str]:
     """An ASGI app served by uvicorn on loopback, for the duration of the block."""
-    instance = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
-                                             log_level="warning"))
+    with serving(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")) as base:
+        yield base
+
+
+@contextlib.contextmanager
+def serving(config: Any) -> Iterator[str]:
+    """A uvicorn server of this configuration (on loopback) in a thread, for the block."""
+    instance = uvicorn.Server(config)
     thread = threading.Thread(target=instance.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 20
@@ -64,7 +70,7 @@ def running(app: Any, port: int) -> Iterator[str]:
         time.sleep(0.05)
     assert instance.started
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield f"http://{config.host}:{config.port}"
     finally:
         instance.should_exit = True
         thread.join(timeout=10)

@@ -8,8 +8,9 @@ every spool file and temporary left beside it is abandoned, and is removed. A ru
 cannot get the lock refuses to start (another run is writing the same output).
 
 Workers leave signals to the parent (Ctrl-C, SIGTERM and SIGHUP stop the run there, which
-then stops the pool) and watch their parent: a worker whose parent died (SIGKILL) exits
-within ``WATCH_SECONDS``.
+then stops the pool) — all but a SIGTERM the parent itself sends, with which the pool stops
+its workers — and watch their parent: a worker whose parent died (SIGKILL) exits within
+``WATCH_SECONDS``.
 """
 
 from __future__ import annotations
@@ -84,10 +85,32 @@ def _watch(parent: int) -> None:
             os._exit(1)  # the parent is gone: nobody will read what this worker writes
 
 
+def _terminate_if_from(parent: int) -> None:
+    """SIGTERM (blocked in every thread, taken here) ends the worker only if the parent sent
+    it; from anyone else it is a signal to the process group, which the parent handles."""
+    while True:
+        if signal.sigwaitinfo({signal.SIGTERM}).si_pid == parent:
+            os._exit(128 + signal.SIGTERM)
+
+
 def guard_worker() -> None:
-    """In a worker process: signals are the parent's; exit when the parent dies."""
-    for name in ("SIGINT", "SIGTERM", "SIGHUP"):
+    """In a worker process: signals are the parent's; exit when the parent dies.
+
+    Ctrl-C and SIGHUP are ignored. SIGTERM is left to the parent as well, except the parent's
+    own: a pool with a dead worker terminates the survivors with SIGTERM and joins them
+    (Python 3.13 holds the pool's lock meanwhile), so a worker that ignored every SIGTERM
+    would hang the run. Where signals cannot be told apart by sender, SIGTERM is ignored.
+    """
+    for name in ("SIGINT", "SIGHUP"):
         if hasattr(signal, name):
             signal.signal(getattr(signal, name), signal.SIG_IGN)
-    threading.Thread(target=_watch, args=(os.getppid(),), daemon=True,
+    parent = os.getppid()
+    if hasattr(signal, "sigwaitinfo"):
+        # Before any other thread starts, so that every thread of the worker inherits it.
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+        threading.Thread(target=_terminate_if_from, args=(parent,), daemon=True,
+                         name="all-rules-sigterm").start()
+    elif hasattr(signal, "SIGTERM"):  # pragma: no cover - no sigwaitinfo (macOS, Windows)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    threading.Thread(target=_watch, args=(parent,), daemon=True,
                      name="all-rules-parent-watch").start()

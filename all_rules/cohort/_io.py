@@ -414,9 +414,9 @@ def map_chunks(chunks: Iterator[Chunk], workers: int, task: Callable[[Chunk], _R
             while pending:
                 yield pending.popleft().result()
         except BrokenProcessPool:
-            # The survivors ignore SIGTERM (guard_worker: a signal to the process group is the
-            # parent's to handle), so the executor's terminate-and-join of a broken pool would
-            # wait for ever (Python 3.13 joins them): they are killed here first.
+            # The executor terminates and joins the survivors (guard_worker lets the parent's
+            # SIGTERM through); killing them here first also covers a platform where workers
+            # must ignore every SIGTERM.
             survivors: dict[int, Any] = getattr(pool, "_processes", None) or {}
             for process in list(survivors.values()):
                 process.kill()

@@ -213,3 +213,25 @@ def test_a_full_disk_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     with pytest.raises(OSError, match="No space left"):
         run_cohort(source, tmp_path / "out.jsonl")
     assert _files(tmp_path) == ["in.jsonl"]
+
+
+def test_a_worker_takes_sigterm_from_its_parent_only() -> None:
+    """A worker (``guard_worker``) leaves a SIGTERM from anyone else to its parent (a signal to
+    the process group), but stops on its parent's own: that is how a pool with a dead worker
+    stops the survivors, and a worker deaf to it hung the run on Python 3.13."""
+    script = ("import sys, time\nfrom all_rules.cohort._guard import guard_worker\n"
+              "guard_worker()\nprint('ready', flush=True)\ntime.sleep(120)\n")
+    worker = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE,
+                              preexec_fn=default_signals)
+    try:
+        assert worker.stdout is not None
+        assert worker.stdout.readline() == b"ready\n"
+        # Sent by another process (here `kill`), as a signal to the process group would be.
+        subprocess.run(["kill", "-TERM", str(worker.pid)], check=True)
+        with pytest.raises(subprocess.TimeoutExpired):
+            worker.wait(timeout=1)
+        os.kill(worker.pid, signal.SIGTERM)  # from the parent, as the pool sends it
+        assert worker.wait(timeout=60) == 128 + signal.SIGTERM
+    finally:
+        worker.kill()
+        worker.wait()

@@ -11,10 +11,19 @@ compares ``"9" > 65`` as true and ``True == 1``, so types are settled here, at t
 
 from __future__ import annotations
 
+import math
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, Strict, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    Strict,
+    WithJsonSchema,
+    model_validator,
+)
 
 __all__ = [
     "CnsStatus",
@@ -22,6 +31,8 @@ __all__ = [
     "DoseUnit",
     "Drug",
     "Lineage",
+    "MrdQuantity",
+    "MrdUnit",
     "PatientFacts",
     "PhStatus",
     "Phase",
@@ -184,6 +195,117 @@ class Plan(_Strict):
     doses: tuple[Dose, ...] = Field(default=(), description="one entry per administration")
 
 
+class MrdUnit(StrEnum):
+    """The unit of an MRD result given as a :class:`MrdQuantity`."""
+
+    PERCENT = "%"
+    """Percent of cells: 0.01 is 1 in 10,000 cells."""
+    FRACTION = "fraction"
+    """Fraction of cells: 0.0001 (10⁻⁴) is 1 in 10,000 cells."""
+    LOG10 = "log10"
+    """log10 of the fraction of cells: -4 is 1 in 10,000 cells (never above 0)."""
+
+
+#: The values each MRD unit accepts: (lowest, highest). A log10 below -10 (1 cell in ten
+#: billion) is below any assay's sensitivity and taken for a typing error.
+MRD_RANGES: dict[MrdUnit, tuple[float, float]] = {
+    MrdUnit.PERCENT: (0.0, 100.0), MrdUnit.FRACTION: (0.0, 1.0), MrdUnit.LOG10: (-10.0, 0.0)}
+
+
+def _significant(value: float) -> float:
+    """Twelve significant digits: 10⁻⁴ × 100 is exactly the 0.01 a threshold compares with."""
+    return float(f"{value:.12g}")
+
+
+class MrdQuantity(_Strict):
+    """An MRD result with its unit, e.g. ``{"value": 3e-4, "unit": "fraction"}``.
+
+    The engine reads MRD in percent of cells; :attr:`percent` converts. A bare number in an
+    MRD field is a percent (as before this form existed)."""
+
+    value: Number = Field(allow_inf_nan=False, description="the result, in `unit`")
+    unit: MrdUnit = Field(description="`%` (percent of cells), `fraction` (of cells) or "
+                          "`log10` (log10 of the fraction of cells, e.g. -4)")
+
+    @model_validator(mode="after")
+    def _in_range(self) -> MrdQuantity:
+        mrd_to_percent(self.value, self.unit)
+        return self
+
+    @property
+    def percent(self) -> float:
+        """The result in percent of cells."""
+        return mrd_to_percent(self.value, self.unit)
+
+
+_RANGE_WORDS = {MrdUnit.PERCENT: "above 100 % is more cells than there are",
+                MrdUnit.FRACTION: "a fraction of cells is at most 1",
+                MrdUnit.LOG10: "log10 of a fraction is at most 0; below -10 is taken for a "
+                               "typing error"}
+
+
+def mrd_to_percent(value: float, unit: MrdUnit) -> float:
+    """An MRD result in ``unit`` as percent of cells; ValueError, naming the value and the
+    unit, when it is not a number the unit allows."""
+    low, high = MRD_RANGES[unit]
+    if not math.isfinite(value) or not low <= value <= high:
+        raise ValueError(f"MRD {value!r} with unit {unit.value!r} is outside {low:g} to "
+                         f"{high:g} ({_RANGE_WORDS[unit]})")
+    if unit is MrdUnit.PERCENT:
+        return float(value)
+    if unit is MrdUnit.FRACTION:
+        return _significant(value * 100.0)
+    return _significant(10.0 ** value * 100.0)
+
+
+def _mrd_percent(value: Any) -> Any:
+    """An MRD field's input as percent: a bare number is a percent already; a mapping (or an
+    :class:`MrdQuantity`) carries its unit and is converted."""
+    if isinstance(value, MrdQuantity):
+        return value.percent
+    if not isinstance(value, dict):
+        return value
+    if set(value) != {"value", "unit"}:
+        raise ValueError(f"an MRD quantity has exactly `value` and `unit`, got {value!r}")
+    unit, number = value["unit"], value["value"]
+    if unit not in _MRD_UNITS:
+        raise ValueError(f"MRD unit {unit!r} is not one of '%', 'fraction', 'log10'")
+    if isinstance(number, bool) or not isinstance(number, int | float):
+        raise ValueError(f"MRD value {number!r} is not a number")
+    return mrd_to_percent(number, _MRD_UNITS[unit])
+
+
+_MRD_UNITS = {u.value: u for u in MrdUnit}
+
+#: The JSON Schema of an MRD field's input: a bare percent, or a quantity with its unit.
+_MRD_SCHEMA = {"anyOf": [
+    {"type": "number", "minimum": 0, "maximum": 100, "description": "percent of cells"},
+    {"type": "object", "additionalProperties": False, "required": ["value", "unit"],
+     "properties": {"value": {"type": "number"},
+                    "unit": {"enum": [u.value for u in MrdUnit]}}}]}
+
+#: An MRD fact: percent of cells, given bare or as a :class:`MrdQuantity` (docs/facts.md).
+MrdPercent = Annotated[float, Strict(), BeforeValidator(_mrd_percent),
+                       WithJsonSchema(_MRD_SCHEMA, mode="validation")]
+
+_MRD_MEANING = ("MRD, % of cells (0.01 = 1 in 10,000 cells); or a quantity with its unit: "
+                '`{"value": 0.0001, "unit": "fraction"}`, `{"value": -4, "unit": "log10"}` or '
+                '`{"value": 0.01, "unit": "%"}`')
+
+
+def _mrd_schema(schema: dict[str, Any]) -> None:
+    """Drop the bounds pydantic copies beside the input schema (they are not JSON Schema
+    words; the bare number's own schema carries them)."""
+    for option in schema.get("anyOf", ()):
+        option.pop("ge", None)
+        option.pop("le", None)
+
+
+def _mrd(when: str) -> Any:
+    return Field(default=None, ge=0, le=100, description=f"{when} {_MRD_MEANING}",
+                 json_schema_extra=_mrd_schema)
+
+
 class PatientFacts(_Strict):
     """One patient's facts at the time of assessment (docs/facts.md)."""
 
@@ -207,8 +329,8 @@ class PatientFacts(_Strict):
     phase: Phase = Phase.DIAGNOSIS
     complete_remission: Flag | None = None
     weeks_to_complete_remission: Number | None = _number(0, 104, "weeks from start of induction")
-    mrd_end_of_induction_percent: Number | None = _number(0, 100, "MRD, % of cells")
-    mrd_consolidation_percent: Number | None = _number(0, 100, "MRD, % of cells")
+    mrd_end_of_induction_percent: MrdPercent | None = _mrd("at the end of induction:")
+    mrd_consolidation_percent: MrdPercent | None = _mrd("during consolidation:")
     relapse_count: Count | None = Field(default=0, ge=0, le=20,
                                         description="absent: 0; null: unknown")
     relapse_site: RelapseSite | None = None
@@ -219,7 +341,7 @@ class PatientFacts(_Strict):
     months_from_diagnosis_to_relapse: Number | None = _number(
         0, 600, "months from the first diagnosis to the latest relapse")
     remission_number: Count | None = Field(default=None, ge=1, le=20)
-    mrd_current_percent: Number | None = _number(0, 100, "MRD, % of cells")
+    mrd_current_percent: MrdPercent | None = _mrd("latest, in the current remission:")
     courses_since_remission: Count | None = Field(default=None, ge=0, le=50)
     transplant_eligible: Flag | None = None
     substantial_comorbidities: Flag | None = None

@@ -34,7 +34,7 @@ from ._explanation import (
     UndecidedFeature,
     UnknownRuleError,
 )
-from ._format import SYMBOLS, literal_text, resolved_test_text, value_text
+from ._format import SYMBOLS, literal_text, named_value_text, resolved_test_text
 
 __all__ = ["Explainer", "outcome_summary", "risk_explanation"]
 
@@ -111,7 +111,7 @@ class Explainer:
         node = trace.node
         if isinstance(node, FactTest):
             test = resolved_test_text(node, trace.threshold)
-            shown = value_text(trace.value)
+            shown = named_value_text(node.fact, trace.value)
             text = (f"{node.fact} {shown if shown is not None else 'unknown'} {test}: "
                     f"{trace.outcome}")
             if node.op == "known":

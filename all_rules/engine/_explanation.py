@@ -22,7 +22,7 @@ from all_rules.output import RulesetInfo
 from all_rules.ruleset._conditions import suggest
 from all_rules.ruleset._factspec import FACTS
 
-from ._format import value_text
+from ._format import named_value_text
 
 __all__ = ["ConditionExplanation", "Explanation", "RiskExplanation", "RuleExplanation",
            "UndecidedFeature", "UnknownRuleError", "explanation_text", "rule_lines"]
@@ -148,7 +148,7 @@ def _condition_lines(node: ConditionExplanation, depth: int) -> list[str]:
         return lines
     if node.node == "fact":
         label = FACTS[node.fact].label if node.fact in FACTS else node.fact
-        shown = value_text(node.value)
+        shown = named_value_text(node.fact or "", node.value)
         test = f"is {node.test}" if node.test in ("known", "unknown") else node.test
         return [f"{pad}{_MARK[node.outcome]} {node.fact} ({label}) = "
                 f"{shown if shown is not None else 'unknown'}; test {test}"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from decimal import Decimal
 from typing import Any
 
 from all_rules.ruleset._conditions import FactTest
@@ -32,6 +33,49 @@ def value_text(value: Any) -> str | None:
     return str(value)
 
 
+def is_mrd_percent(name: str) -> bool:
+    """Whether a fact or parameter is an MRD level in percent of cells (``mrd_*_percent``):
+    shown to a reader in both notations (:func:`mrd_text`)."""
+    return name.startswith("mrd_") and name.endswith("_percent")
+
+
+def _plain_decimal(value: float, digits: int) -> str:
+    """A number with ``digits`` significant digits, never in exponent notation
+    (``0.00003``, not ``3e-05``: an exponent is easy to misread in a percent)."""
+    text = format(Decimal(f"{value:.{digits}g}").normalize(), "f")
+    return "0" if text in ("-0", "0") else text
+
+
+def cells_text(percent: float) -> str:
+    """An MRD level as whole cells: ``1 in 10,000 cells`` for 0.01 %, ``3 in 1,000,000
+    cells`` for 0.0003 % (three significant digits, more only just below 100 %)."""
+    if percent <= 0:
+        return "none detected"
+    if percent >= 100:
+        return "all cells"
+    fraction = Decimal(f"{percent:.3g}") / 100
+    if fraction >= 1:  # 99.99 % is not all cells
+        fraction = Decimal(f"{percent:.6g}") / 100
+    count, per = fraction, 1
+    while count < 1 or count != count.to_integral_value():
+        count, per = count * 10, per * 10
+    return f"{int(count):,} in {per:,} cells"
+
+
+def mrd_text(percent: float) -> str:
+    """An MRD level in both notations, as every reader sees it: ``0.0003 % (3 in 1,000,000
+    cells)``, so that a percent cannot be taken for a fraction (or the reverse)."""
+    return f"{_plain_decimal(percent, 6)} % ({cells_text(percent)})"
+
+
+def named_value_text(name: str, value: Any) -> str | None:
+    """A fact's or parameter's value for prose, by name: an MRD level in both notations,
+    any other value as :func:`value_text` shows it; ``None`` when unknown."""
+    if type(value) in (int, float) and is_mrd_percent(name):
+        return mrd_text(value)
+    return value_text(value)
+
+
 def literal_text(value: Any) -> str:
     """A test's operand as written in a ruleset: ``true``, ``30``, ``B``."""
     if isinstance(value, bool):
@@ -58,12 +102,15 @@ def resolved_test_text(test: FactTest, resolved: Any) -> str:
 
 
 def fact_phrase(name: str, value: Any) -> str:
-    """``WBC at diagnosis 45 ×10⁹/L`` or ``lineage unknown``."""
+    """``WBC at diagnosis 45 ×10⁹/L``, ``current MRD 0.01 % (1 in 10,000 cells)`` or
+    ``lineage unknown``."""
     spec = FACTS.get(name)
     label = spec.label if spec else name
-    shown = value_text(value)
+    shown = named_value_text(name, value)
     if shown is None:
         return f"{label} unknown"
+    if is_mrd_percent(name):  # its unit is in the value's words
+        return f"{label} {shown}"
     unit = f" {spec.unit}" if spec and spec.unit and spec.unit != "%" else (
         "%" if spec and spec.unit == "%" else "")
     return f"{label} {shown}{unit}"

@@ -148,7 +148,7 @@ def _fill(skeleton: tuple[Any, ...], values: Mapping[str, Any],
             continue
         kind, name = part
         if kind == 0:
-            out.append(_format.value_text(values[name]) or "unknown")
+            out.append(_format.named_value_text(name, values[name]) or "unknown")
         elif kind == 1:
             out.append(value_json(values[name]))
         else:

@@ -76,13 +76,13 @@ def words(rule: Rule, fixed: tuple[str | None, str | None], parameters: Mapping[
 
     def lookup(name: str) -> str | None:
         if name.startswith("$"):
-            return _format.number(parameters[name[1:]])
+            return _format.named_value_text(name[1:], parameters[name[1:]])
         if name == "evidence":
             return "; ".join(evidence_phrase(*entry) for entry in evidence)
         if name == "bsa_source":
             return {"given": "as given", "mosteller": "Mosteller, from height and weight"
                     }.get(prepared.bsa_source or "")
-        return _format.value_text(prepared.values.get(name))
+        return _format.named_value_text(name, prepared.values.get(name))
 
     assert rule.text is not None
     assert rule.reason is not None
@@ -94,7 +94,7 @@ def fixed_words(rule: Rule, parameters: Mapping[str, float]) -> tuple[str | None
     """A rule's text and reason, rendered once where they name only parameters."""
 
     def parameter(name: str) -> str | None:
-        return _format.number(parameters[name[1:]])
+        return _format.named_value_text(name[1:], parameters[name[1:]])
 
     def fixed(template: Template | None) -> str | None:
         if template is None or not all(n.startswith("$") for n in template.names()):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from all_rules.engine._format import literal_text, number, value_text
+from all_rules.engine._format import literal_text, named_value_text, number
 from all_rules.output import Assessment, ItemPhase
 from all_rules.ruleset._conditions import (
     AllOf,
@@ -160,7 +160,8 @@ def assessment_text(assessment: Assessment) -> str:
                 amount += " (capped)" if dose.capped else ""
             lines.append(f"    Dose: {dose.drug} {per} {dose.per_m2_unit} → {amount}, "
                          f"{dose.schedule}")
-        evidence = "; ".join(f"{e.fact} = {value_text(e.value) or 'unknown'} ({e.test})"
+        evidence = "; ".join(f"{e.fact} = {named_value_text(e.fact, e.value) or 'unknown'} "
+                             f"({e.test})"
                              if e.test not in ("derived", "any derived", "none derived",
                                                "not derived") else f"{e.fact} {e.test}"
                              for e in item.evidence)

@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from all_rules.engine._explanation import ConditionExplanation, Explanation, RuleExplanation
+from all_rules.engine._format import is_mrd_percent, mrd_text
 from all_rules.output import Assessment, ItemPhase, Recommendation
 
 from ._html import Section, badge, card, definition_list, escape, render_page, table
@@ -37,7 +38,7 @@ def _item_card(item: Recommendation, citations: Mapping[str, str],
     body = [f"<p>{escape(item.text)}</p>", f"<p><strong>Why:</strong> {escape(item.reason)}</p>"]
     if item.evidence:
         body.append(table(("Fact", "Value", "Test"),
-                          ((e.fact, e.value, e.test) for e in item.evidence),
+                          ((e.fact, _shown(e.fact, e.value), e.test) for e in item.evidence),
                           caption="Evidence"))
     if item.doses:
         body.append(table(
@@ -51,6 +52,14 @@ def _item_card(item: Recommendation, citations: Mapping[str, str],
     heading = (f"{_severity(item)}{badge(item.kind.value.replace('_', ' '), 'kind')}"
                f"{escape(titles.get(item.id) or _first_sentence(item.text))}")
     return card(heading, "".join(body), css=f"sev-{item.severity.value}", level=level)
+
+
+def _shown(fact: str, value: Any) -> Any:
+    """A value as the report shows it: an MRD level in both notations (percent and cells),
+    any other value as it is."""
+    if type(value) in (int, float) and is_mrd_percent(fact):
+        return mrd_text(value)
+    return value
 
 
 def _num(value: float | None) -> str:
@@ -77,7 +86,7 @@ def condition_tree(node: ConditionExplanation) -> str:
         children = "".join(condition_tree(child) for child in node.children)
         return f"<li>{label}{words}:<ul>{children}</ul></li>"
     if node.node == "fact":
-        value = escape(node.value)
+        value = escape(_shown(node.fact or "", node.value))
         test = f"is {node.test}" if node.test in ("known", "unknown") else node.test
         return (f"<li>{label}<code>{escape(node.fact)}</code> = {value}; "
                 f"test <code>{escape(test)}</code></li>")

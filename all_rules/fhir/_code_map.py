@@ -73,6 +73,9 @@ class CodeMap:
     qualitative: Mapping[tuple[str, str], bool] = attrs.field(factory=dict)
     """(system, code) of an answer or interpretation → positive (True) / negative (False)."""
     qualitative_text: Mapping[str, bool] = attrs.field(factory=dict)
+    log_units: Mapping[str, Mapping[str, str]] = attrs.field(factory=dict)
+    """fact → a logarithmic unit → how it reads: ``log10`` (log10 of the fraction of cells)
+    or ``reduction`` (a log reduction: the fraction is 10 to its negative)."""
 
     @classmethod
     def load(cls, extra: str | Path | None = None) -> CodeMap:
@@ -84,6 +87,7 @@ class CodeMap:
         strings: dict[str, str] = {}
         answers: dict[tuple[str, str], bool] = {}
         texts: dict[str, bool] = {}
+        logs: dict[str, dict[str, str]] = {}
         for document in _documents(extra):
             for entry in document.get("observations", []):
                 for code in entry.get("codes", []):
@@ -98,6 +102,9 @@ class CodeMap:
                 conditions[key(code["system"], code["code"])] = dict(entry.get("facts") or {})
             for fact, table in (document.get("units") or {}).items():
                 units.setdefault(fact, {}).update({str(u): float(f) for u, f in table.items()})
+            for fact, table in (document.get("log_units") or {}).items():
+                logs.setdefault(fact, {}).update({str(u): _log_kind(k) for u, k in
+                                                  table.items()})
             strings.update({str(k): str(v) for k, v in
                             (document.get("unit_strings") or {}).items()})
             qualitative = document.get("qualitative") or {}
@@ -106,16 +113,28 @@ class CodeMap:
                                 for c in qualitative.get(polarity) or []})
                 texts.update({str(t).strip().lower(): flag
                               for t in (qualitative.get("text") or {}).get(polarity) or []})
-        return cls(observations, coded, conditions, units, strings, answers, texts)
+        return cls(observations, coded, conditions, units, strings, answers, texts, logs)
 
     def ucum(self, fact: str, code: str | None, unit: str | None) -> tuple[str, float] | None:
         """(the UCUM unit, its factor to the fact's unit), or None when not convertible."""
         table = self.units.get(fact, {})
+        found = self._unit_in(table, code, unit)
+        return None if found is None else (found, table[found])
+
+    def log_unit(self, fact: str, code: str | None, unit: str | None) -> tuple[str, str] | None:
+        """(the logarithmic unit, ``log10`` or ``reduction``), or None when it is not one."""
+        table = self.log_units.get(fact, {})
+        found = self._unit_in(table, code, unit)
+        return None if found is None else (found, table[found])
+
+    def _unit_in(self, table: Mapping[str, Any], code: str | None,
+                 unit: str | None) -> str | None:
+        """The key of ``table`` the unit means (as written, or through ``unit_strings``)."""
         for candidate in ([code] if code else [unit]):  # a UCUM code wins over its display
             if not candidate:
                 continue
             if candidate in table:
-                return candidate, table[candidate]
+                return candidate
             alias = self.unit_strings.get(candidate) or self.unit_strings.get(
                 candidate.replace("μ", "µ"))
             if alias is None:
@@ -123,8 +142,14 @@ class CodeMap:
                 alias = next((v for k, v in self.unit_strings.items()
                               if k.lower() == lowered), None)
             if alias is not None and alias in table:
-                return alias, table[alias]
+                return alias
         return None
+
+
+def _log_kind(kind: Any) -> str:
+    if kind not in ("log10", "reduction"):
+        raise ValueError(f"log_units: {kind!r} is neither 'log10' nor 'reduction'")
+    return str(kind)
 
 
 _DEFAULT: list[CodeMap] = []

@@ -14,6 +14,8 @@ from typing import Any
 
 import attrs
 
+from all_rules.engine._format import is_mrd_percent
+from all_rules.facts import MrdUnit, mrd_to_percent
 from all_rules.ruleset._factspec import FACTS
 
 from ._code_map import CodeMap, Unmapped, key
@@ -199,8 +201,15 @@ def _quantity(element: Mapping[str, Any], ref: str, fact: str, when: When, codes
     system = quantity.get("system")
     code = quantity.get("code") if system in (None, UCUM) else None
     unit = quantity.get("unit")
-    converted = codes.ucum(fact, code if isinstance(code, str) else None,
-                           unit if isinstance(unit, str) else None)
+    code, unit = (code if isinstance(code, str) else None), (
+        unit if isinstance(unit, str) else None)
+    if is_mrd_percent(fact):
+        percent = _mrd_percent(float(value), code, unit, codes, Unmapped(ref, "", fact),
+                               record)
+        if percent is not None:
+            record.candidates.append(Candidate(fact, percent, when, ref))
+        return
+    converted = codes.ucum(fact, code, unit)
     if converted is None:
         accepted = ", ".join(sorted(codes.units.get(fact, {}))) or "none"
         record.unmapped.append(Unmapped(
@@ -216,6 +225,39 @@ def _quantity(element: Mapping[str, Any], ref: str, fact: str, when: When, codes
         record.candidates.append(Candidate(fact, int(number), when, ref))
         return
     record.candidates.append(Candidate(fact, number, when, ref))
+
+
+def _mrd_percent(value: float, code: str | None, unit: str | None, codes: CodeMap,
+                 report: Unmapped, record: Record) -> float | None:
+    """An MRD result in percent of cells, from the units labs send (``%``, a fraction, a
+    power of ten of cells, log10 of the fraction, a log reduction); None, reported as
+    ``report`` with its reason, without a unit, in an unknown unit or out of range."""
+    fact, said = str(report.fact), code or unit
+    if not said:
+        record.unmapped.append(attrs.evolve(report, reason=(
+            f"{fact} {value:g} has no unit: MRD is not read without one (a percent and a "
+            "fraction of cells differ 100-fold; units: docs/fhir.md)")))
+        return None
+    log = codes.log_unit(fact, code, unit)
+    converted = codes.ucum(fact, code, unit)
+    if log is None and converted is None:
+        accepted = ", ".join([*sorted(codes.units.get(fact, {})),
+                              *sorted(codes.log_units.get(fact, {}))]) or "none"
+        record.unmapped.append(attrs.evolve(report, reason=(
+            f"unit {said!r} cannot be converted for {fact} (accepted UCUM codes: {accepted}; "
+            "unit strings: docs/fhir.md)")))
+        return None
+    try:
+        if log is not None:
+            if log[1] == "reduction" and value < 0:
+                raise ValueError("a log reduction is never below 0")
+            return mrd_to_percent(value if log[1] == "log10" else -value, MrdUnit.LOG10)
+        assert converted is not None
+        return mrd_to_percent(float(f"{value * converted[1]:.12g}"), MrdUnit.PERCENT)
+    except ValueError as error:
+        record.unmapped.append(attrs.evolve(report, reason=(
+            f"{fact} {value:g} {said} is not an MRD level: {error}")))
+        return None
 
 
 def typed(fact: str, value: Any) -> Any:

@@ -238,10 +238,12 @@ class MrdQuantity(_Strict):
         return mrd_to_percent(self.value, self.unit)
 
 
-_RANGE_WORDS = {MrdUnit.PERCENT: "above 100 % is more cells than there are",
-                MrdUnit.FRACTION: "a fraction of cells is at most 1",
-                MrdUnit.LOG10: "log10 of a fraction is at most 0; below -10 is taken for a "
-                               "typing error"}
+#: Why a value above (below) a unit's range is refused.
+_ABOVE = {MrdUnit.PERCENT: "above 100 % is more cells than there are",
+          MrdUnit.FRACTION: "a fraction of cells is at most 1",
+          MrdUnit.LOG10: "log10 of a fraction of cells is at most 0"}
+_BELOW = {MrdUnit.PERCENT: "a level is never below 0", MrdUnit.FRACTION:
+          "a level is never below 0", MrdUnit.LOG10: "below -10 is taken for a typing error"}
 
 
 def mrd_to_percent(value: float, unit: MrdUnit) -> float:
@@ -249,8 +251,9 @@ def mrd_to_percent(value: float, unit: MrdUnit) -> float:
     unit, when it is not a number the unit allows."""
     low, high = MRD_RANGES[unit]
     if not math.isfinite(value) or not low <= value <= high:
+        why = _ABOVE[unit] if value > high else _BELOW[unit] if value < low else "not a number"
         raise ValueError(f"MRD {value!r} with unit {unit.value!r} is outside {low:g} to "
-                         f"{high:g} ({_RANGE_WORDS[unit]})")
+                         f"{high:g} ({why})")
     if unit is MrdUnit.PERCENT:
         return float(value)
     if unit is MrdUnit.FRACTION:

@@ -160,6 +160,30 @@ def _unknown(name: str, info: Any, asked: dict[str, list[str]], informational: s
     return "; ".join(parts)
 
 
+_MRD_SECTION = (
+    "\n## MRD and its unit\n\n"
+    "The MRD facts (`mrd_end_of_induction_percent`, `mrd_consolidation_percent`, "
+    "`mrd_current_percent`) are percent of cells: a bare number is a percent, so a lab's "
+    "3×10⁻⁴ typed as 0.0003 is 0.0003 % (3 in 1,000,000 cells), a hundred times lower. To "
+    "give a result in the lab's own unit, give it with the unit (`all_rules.facts.MrdQuantity`):"
+    "\n\n"
+    "| form | reads as | 0.01 % (1 in 10,000 cells) is |\n|---|---|---|\n"
+    "| a bare number | percent of cells (0 to 100) | `0.01` |\n"
+    '| `{"value": …, "unit": "%"}` | percent of cells (0 to 100) | '
+    '`{"value": 0.01, "unit": "%"}` |\n'
+    '| `{"value": …, "unit": "fraction"}` | fraction of cells (0 to 1) | '
+    '`{"value": 0.0001, "unit": "fraction"}` |\n'
+    '| `{"value": …, "unit": "log10"}` | log10 of the fraction (-10 to 0) | '
+    '`{"value": -4, "unit": "log10"}` |\n\n'
+    "The quantity is converted to percent where the facts are read (the engine and the JSON "
+    "output hold percent); a value outside its unit's range, an unknown unit or any other key "
+    "is refused, naming the field, the value and the unit. Every MRD level a reader sees — "
+    "reasons, texts, evidence phrases, the text and HTML reports, CDS cards, explanations — "
+    "and the MRD threshold are shown in both notations, e.g. \"0.03 % (3 in 10,000 cells)\"; "
+    "JSON evidence keeps the number in percent. FHIR units: [fhir.md](fhir.md), \"MRD and "
+    "its unit\".\n")
+
+
 def facts_markdown(ruleset: Ruleset) -> str:
     """Every input fact: unit, meaning, allowed values, the rules reading it, unknown."""
     manifest = Manifest.model_validate(load_file(ruleset.directory / "ruleset.yaml").data)
@@ -199,6 +223,7 @@ def facts_markdown(ruleset: Ruleset) -> str:
             f"| `{name}` | {spec.unit or '—'} | {_cell(meaning)} | {_allowed(name, info)} "
             f"| {', '.join(f'`{r}`' for r in readers) or '—'} "
             f"| {_cell(_unknown(name, info, asked, informational, bool(readers)))} |\n")
+    lines.append(_MRD_SECTION)
     lines += ["\n## Derived quantities\n\nComputed by Python before the engine sees the "
               "patient (never a guideline decision); rules may test them like facts.\n\n",
               "| Fact | Unit | Meaning | Read by |\n|---|---|---|---|\n"]

@@ -130,7 +130,8 @@ def test_the_json_schema_documents_both_forms() -> None:
                             "description": "percent of cells"}
         assert forms[1]["properties"]["unit"] == {"enum": ["%", "fraction", "log10"]}
         assert forms[1]["required"] == ["value", "unit"]
-        assert "fraction" in field["description"] and "log10" in field["description"]
+        assert "fraction" in field["description"]
+        assert "log10" in field["description"]
         assert not {"ge", "le"} & set(field["anyOf"][0])
 
 
@@ -209,7 +210,8 @@ def test_json_evidence_stays_machine_readable() -> None:
     data = json.loads(assessment.to_json())
     evidence = [e for item in data["recommendations"] for e in item["evidence"]
                 if e["fact"] == "mrd_current_percent"]
-    assert evidence and all(e["value"] == 0.08 and e["test"] == ">= 0.01" for e in evidence)
+    assert evidence
+    assert all(e["value"] == 0.08 and e["test"] == ">= 0.01" for e in evidence)
     # the cohort writer fills MRD levels into memoized prose: same text, byte for byte
     guideline = Guideline.default()
     for value in (0.08, 0.0003, 0.05):

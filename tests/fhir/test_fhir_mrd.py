@@ -10,9 +10,9 @@ import pytest
 
 pytest.importorskip("fhir.resources")
 
-from all_rules.fhir import CodeMap, facts_from_bundle  # noqa: E402
+from all_rules.fhir import CodeMap, facts_from_bundle
 
-from ..support.fhir_charts import ON, bundle, diagnosis, observation  # noqa: E402
+from ..support.fhir_charts import ON, bundle, diagnosis, observation
 
 LOCAL = "urn:oid:1.2.3"
 FACTS = {"MRD-EOI": "mrd_end_of_induction_percent", "MRD-CONS": "mrd_consolidation_percent",
@@ -118,7 +118,8 @@ def test_out_of_range_after_conversion_is_reported(codes: CodeMap, value: float,
                                                    words: str) -> None:
     found, reasons = _mrd(codes, value, unit)
     assert found is None
-    assert len(reasons) == 1 and words in reasons[0]
+    assert len(reasons) == 1
+    assert words in reasons[0]
 
 
 def test_a_reported_value_leaves_the_fact_unknown_and_asked_for(codes: CodeMap) -> None:

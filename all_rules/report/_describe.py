@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from all_rules.engine._format import literal_text, named_value_text, number
+from all_rules.engine._format import (
+    is_mrd_percent,
+    literal_text,
+    mrd_text,
+    named_value_text,
+    number,
+)
 from all_rules.output import Assessment, ItemPhase
 from all_rules.ruleset._conditions import (
     AllOf,
@@ -25,6 +31,8 @@ _WORDS = {"eq": "is", "ne": "is not", "gt": ">", "gte": "≥", "lt": "<", "lte":
 def _operand(value: object, ruleset: Ruleset) -> str:
     if isinstance(value, ParamRef):
         param = ruleset.parameters[value.name]
+        if is_mrd_percent(value.name):  # both notations, as every MRD level is shown
+            return f"{mrd_text(ruleset.values[value.name])} (${value.name})"
         return f"{number(ruleset.values[value.name])} {param.unit} (${value.name})".replace(
             " % ", "% ")
     if isinstance(value, Tolerance):

@@ -15,7 +15,7 @@ from all_rules.cds._answer import cards
 from all_rules.cli import main
 from all_rules.engine._format import cells_text, fact_phrase, mrd_text
 from all_rules.facts import MrdQuantity, MrdUnit
-from all_rules.report._describe import assessment_text
+from all_rules.report._describe import assessment_text, describe_rule
 
 RULESETS = Path(__file__).resolve().parents[2] / "rulesets"
 MRD_FIELDS = ("mrd_end_of_induction_percent", "mrd_consolidation_percent",
@@ -265,3 +265,12 @@ def test_no_template_writes_a_unit_after_an_mrd_placeholder() -> None:
     for path in sorted(RULESETS.glob("*.yaml")):
         text = path.read_text(encoding="utf-8")
         assert not re.search(r"\{\$?mrd_[a-z_]*percent\}\s*%", text), path.name
+
+
+def test_rule_descriptions_show_the_threshold_in_both_notations() -> None:
+    """`rules show` and the catalogue: the MRD threshold as percent and cells."""
+    guideline = Guideline.default()
+    lines = "\n".join(describe_rule(guideline.rule("consolidation.mrd_intensify")[0],
+                                    guideline.ruleset))
+    assert ("consolidation MRD (mrd_consolidation_percent) ≥ 0.01 % (1 in 10,000 cells) "
+            "($mrd_threshold_percent)") in lines

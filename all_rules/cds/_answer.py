@@ -10,10 +10,10 @@ clinician should know about why.
 
 from __future__ import annotations
 
-import json
 import uuid
 from typing import Any
 
+from all_rules.engine._wording import evidence_phrase
 from all_rules.fhir import FhirFacts, Unmapped
 from all_rules.output import Assessment, Recommendation
 
@@ -41,8 +41,7 @@ def _detail(item: Recommendation) -> str:
     lines = [item.text, "", f"**Why:** {item.reason}", "", "**Evidence:**"]
     for e in item.evidence:
         source = f" — {e.source}" if e.source else ""
-        value = "unknown" if e.value is None else json.dumps(e.value, ensure_ascii=False)
-        lines.append(f"- `{e.fact}` = {value} ({e.test}){source}")
+        lines.append(f"- {evidence_phrase(e.fact, e.value, e.test)}{source}")
     lines.append("")
     lines.append("**Citations:** " + ", ".join(f"[{c}]" for c in item.citations))
     return "\n".join(lines)

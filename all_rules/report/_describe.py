@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from all_rules.engine._format import literal_text, number, value_text
+from all_rules.engine._format import literal_text, number
+from all_rules.engine._wording import evidence_prose
 from all_rules.output import Assessment, ItemPhase
 from all_rules.ruleset._conditions import (
     AllOf,
@@ -160,11 +161,8 @@ def assessment_text(assessment: Assessment) -> str:
                 amount += " (capped)" if dose.capped else ""
             lines.append(f"    Dose: {dose.drug} {per} {dose.per_m2_unit} → {amount}, "
                          f"{dose.schedule}")
-        evidence = "; ".join(f"{e.fact} = {value_text(e.value) or 'unknown'} ({e.test})"
-                             if e.test not in ("derived", "any derived", "none derived",
-                                               "not derived") else f"{e.fact} {e.test}"
-                             for e in item.evidence)
-        lines.append(f"    Evidence: {evidence}")
+        evidence = evidence_prose([(e.fact, e.value, e.test) for e in item.evidence])
+        lines.append(f"    Evidence: {evidence or 'none'}")
         lines.append(f"    Cites: {', '.join(f'[{c}]' for c in item.citations)}")
     if not assessment.recommendations:
         lines.append("")

@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from all_rules.engine._explanation import ConditionExplanation, Explanation, RuleExplanation
+from all_rules.engine._wording import evidence_phrase
 from all_rules.output import Assessment, ItemPhase, Recommendation
 
 from ._html import Section, badge, card, definition_list, escape, render_page, table
@@ -36,9 +37,9 @@ def _item_card(item: Recommendation, citations: Mapping[str, str],
                titles: Mapping[str, str], level: int = 3) -> str:
     body = [f"<p>{escape(item.text)}</p>", f"<p><strong>Why:</strong> {escape(item.reason)}</p>"]
     if item.evidence:
-        body.append(table(("Fact", "Value", "Test"),
-                          ((e.fact, e.value, e.test) for e in item.evidence),
-                          caption="Evidence"))
+        body.append(table(("Finding", "Fact"),
+                          ((evidence_phrase(e.fact, e.value, e.test, titles), e.fact)
+                           for e in item.evidence), caption="Evidence"))
     if item.doses:
         body.append(table(
             ("Drug", "Per m²", "Dose", "Schedule"),

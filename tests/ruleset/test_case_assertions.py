@@ -28,7 +28,7 @@ def test_an_unknown_key_is_refused() -> None:
 
 
 def test_an_item_must_be_among_the_ids() -> None:
-    with pytest.raises(ValidationError, match="not in `ids`: maintenance.duration"):
+    with pytest.raises(ValidationError, match=r"not in `ids`: maintenance\.duration"):
         _expect({"maintenance.duration": {"kind": "recommend"}}, ids=["maintenance.regimen"])
 
 

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 
 from all_rules import Guideline
+from all_rules.output import Assessment
 from all_rules.ruleset._loader import load
 from all_rules.ruleset._safe_yaml import load_file
-from all_rules.output import Assessment
 from all_rules.ruleset._schema import CaseFile, CaseSpec, ItemExpectation
 
 from ..conftest import RULESETS
@@ -88,7 +88,8 @@ def _check_item(assessment: Assessment, rule_id: str, variant: str | None,
     for drug, amount in expected.doses.items():
         assert drug in computed, f"{rule_id}: no dose of {drug} (has {sorted(computed)})"
         got = computed[drug]
-        assert got is not None and math.isclose(got, amount, rel_tol=1e-9), (
+        assert got is not None, f"{rule_id}: {drug} dose not computed (BSA unknown)"
+        assert math.isclose(got, amount, rel_tol=1e-9), (
             f"{rule_id}: {drug} dose {got}, expected {amount}")
 
 

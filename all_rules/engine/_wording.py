@@ -116,7 +116,7 @@ def evidence_prose(evidence: list[tuple[str, Any, str]],
     under 65 years; transplant eligible; risk group high``)."""
     heads: dict[str, str] = {}
     clauses: dict[str, list[str]] = {}
-    for fact, value, test in evidence:
+    for fact, value, test in _tightest(evidence):
         head, clause = evidence_parts(fact, value, test, titles)
         key = fact if test not in _DERIVED_TESTS else f"{fact} {test}"
         heads.setdefault(key, head)
@@ -125,6 +125,42 @@ def evidence_prose(evidence: list[tuple[str, Any, str]],
             found.append(clause)
     return "; ".join(heads[key] + (f", {' and '.join(clauses[key])}" if clauses[key] else "")
                      for key in heads)
+
+
+def _tightest(evidence: list[tuple[str, Any, str]]) -> list[tuple[str, Any, str]]:
+    """The evidence without a bound another test of the same fact makes redundant (``at
+    least 18 years`` beside ``at least 35 years``)."""
+    best: dict[tuple[str, bool], tuple[float, bool]] = {}
+    for fact, _, test in evidence:
+        bound = _bound(test)
+        if bound is not None:
+            lower, limit, strict = bound
+            current = best.get((fact, lower))
+            if current is None or _tighter(lower, (limit, strict), current):
+                best[(fact, lower)] = (limit, strict)
+    kept = []
+    for entry in evidence:
+        bound = _bound(entry[2])
+        if bound is None or best[(entry[0], bound[0])] == bound[1:]:
+            kept.append(entry)
+    return kept
+
+
+def _bound(test: str) -> tuple[bool, float, bool] | None:
+    """(is a lower bound, threshold, strict) of an ordering test, else None."""
+    op, operands = _format.split_test(test)
+    if op not in _format.COMPARISON_WORDS:
+        return None
+    try:
+        return op.startswith(">"), float(operands[0]), len(op) == 1
+    except ValueError:
+        return None
+
+
+def _tighter(lower: bool, bound: tuple[float, bool], than: tuple[float, bool]) -> bool:
+    if bound[0] != than[0]:
+        return bound[0] > than[0] if lower else bound[0] < than[0]
+    return bound[1] and not than[1]
 
 
 def evidence_phrase(fact: str, value: Any, test: str,

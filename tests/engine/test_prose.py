@@ -164,3 +164,9 @@ def test_the_text_output_and_cards_word_the_evidence(guideline: Guideline) -> No
     detail = "\n".join(c["detail"] for c in cards(assessment, "h", "https://x", False))
     assert "age at diagnosis 40 years, at least 35 years" in detail
     assert not NOTATION.search(detail.replace("`", ""))
+
+
+def test_a_bound_made_redundant_by_a_tighter_one_is_left_out() -> None:
+    assert evidence_prose([("age_years", 40, ">= 18"), ("age_years", 40, ">= 35"),
+                           ("age_years", 40, "< 65"), ("age_years", 40, "<= 65")]) == (
+        "age 40 years, at least 35 years and under 65 years")

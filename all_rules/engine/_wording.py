@@ -227,6 +227,20 @@ def condition_phrase(fact: str, test: str) -> str:
     return f"{label} {test}"  # pragma: no cover
 
 
+def derived_condition(name: str | None, kind: str | None, present: bool) -> str:
+    """A test of another rule's conclusion in words: ``risk group high``, ``no high-risk
+    feature present``, ``slow remission: present`` (``name``: a rule id; ``kind``: a kind
+    of conclusion, when no name)."""
+    if name is not None and name.startswith("group."):
+        group = enum_words("risk.group", name.removeprefix("group."))
+        return f"risk group {group}" if present else f"risk group not {group}"
+    if name is None:
+        fact = {"risk_feature": "risk.features", "missing_fact": "risk.missing"}.get(
+            kind or "", "risk.group")
+        return _KIND_WORDS[fact][0 if present else 1]
+    return f"{words_of_id(name)}: {'present' if present else 'absent'}"
+
+
 def sentence(text: str) -> str:
     """Text as a sentence: starting with a capital (a template may begin with a value)."""
     return text[0].upper() + text[1:] if text[:1].islower() else text

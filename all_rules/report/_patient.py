@@ -11,7 +11,13 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from all_rules.engine._explanation import ConditionExplanation, Explanation, RuleExplanation
+from all_rules.engine._explanation import (
+    ConditionExplanation,
+    Explanation,
+    RuleExplanation,
+    derived_node_words,
+    fact_node_words,
+)
 from all_rules.engine._wording import evidence_phrase
 from all_rules.output import Assessment, ItemPhase, Recommendation
 
@@ -78,16 +84,15 @@ def condition_tree(node: ConditionExplanation) -> str:
         children = "".join(condition_tree(child) for child in node.children)
         return f"<li>{label}{words}:<ul>{children}</ul></li>"
     if node.node == "fact":
-        value = escape(node.value)
-        test = f"is {node.test}" if node.test in ("known", "unknown") else node.test
-        return (f"<li>{label}<code>{escape(node.fact)}</code> = {value}; "
-                f"test <code>{escape(test)}</code></li>")
-    verb = "derived" if node.node == "derived" else "not derived"
+        condition, shown = fact_node_words(node)
+        return (f"<li>{label}{escape(condition)} — {escape(shown)} "
+                f"<code>{escape(node.fact)}</code></li>")
     producers = "".join(
         f"<li>{badge('fired' if p.fired else _OUTCOME_WORDS[p.outcome], _out_css(p))}"
         f"<code>{escape(p.key)}</code>: {escape(p.summary)}</li>" for p in node.producers)
     inner = f"<ul>{producers}</ul>" if producers else ""
-    return f"<li>{label}<code>{escape(node.derived)}</code> {verb}{inner}</li>"
+    return (f"<li>{label}{escape(derived_node_words(node))} <code>{escape(node.derived)}</code>"
+            f"{inner}</li>")
 
 
 def _out_css(rule: RuleExplanation) -> str:

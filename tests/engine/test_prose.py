@@ -30,9 +30,9 @@ from ..support.strategies import patients as patient_strategy
 NOTATION = re.compile(
     r"==|!=|>=|<=|\(in \[|\bnot_in\b|\bnot in \[|\bderived\b|risk\.group|risk\.features"
     r"|risk\.missing|_percent\b|_years\b|\bplan\.[a-z_]+|\b(?:true|false|null|None)\b"
-    r"|\b[a-z][a-z0-9]*\.[a-z][a-z0-9_]*_[a-z0-9_]+\b")
-"""Engine notation: operators, list tests, derived tests, dotted and suffixed fact names,
-JSON literals."""
+    r"|\b[a-z][a-z0-9]*\.[a-z][a-z0-9_]*_[a-z0-9_]+\b|\b[A-Za-z][a-z0-9]*_[a-z0-9_]+\b")
+"""Engine notation: operators, list tests, derived tests, dotted and snake_case names (a
+fact, a rule id), JSON literals."""
 
 PATIENTS = int(os.environ.get("ALL_RULES_PROSE_PATIENTS", "100000"))
 """Synthetic patients (a fifth of their facts unknown) whose words are checked (under a minute

@@ -264,14 +264,16 @@ _OUTPUT_MEANING: dict[str, str] = {
     "Recommendation.severity": "how much attention it needs",
     "Recommendation.phase": "the pathway phase the item belongs to",
     "Recommendation.text": "what to do or know, in the rule's words",
-    "Recommendation.reason": "why it applies to this patient, with the facts and thresholds",
+    "Recommendation.reason": "why it applies to this patient, in clinical prose with the "
+                             "facts, their values and the thresholds passed",
     "Recommendation.evidence": "each fact the rule tested, with its value and the test passed",
     "Recommendation.citations": "the source's reference numbers and named external sources",
     "Recommendation.doses": "doses computed from body surface area (left out when the rule "
                             "gives none)",
     "Evidence.fact": "the fact's public name (docs/facts.md)",
     "Evidence.value": "its value (null when the test was that it is unknown)",
-    "Evidence.test": "the test it passed, in words with the threshold",
+    "Evidence.test": "the test it passed, machine-readable: operator and threshold "
+                     "(`>= 35`, `in [B, T]`, `== true`, `unknown`, `any derived`)",
     "Evidence.source": "the record it came from (a FHIR resource), when mapped from one; "
                        "left out otherwise",
     "DoseLine.drug": "drug name",

@@ -8,9 +8,12 @@ import pytest
 from pydantic import ValidationError
 
 from all_rules import Guideline
+from all_rules.report._gendocs import _cases, traceability_markdown
+from all_rules.ruleset._loader import load
 from all_rules.ruleset._schema import CaseExpectation, ItemExpectation
 
-from .test_ruleset_cases import _check_item
+from ..conftest import RULESETS
+from .test_ruleset_cases import _check_item, unasserted_rules
 
 _VINCRISTINE = {"age_years": 30, "lineage": "B", "phase": "induction", "bsa_m2": 1.8,
                 "plan": {"doses": [{"drug": "vincristine", "dose": 2.01, "unit": "mg"}]}}
@@ -76,3 +79,35 @@ def test_an_item_that_says_otherwise_fails(expected: dict[str, Any], message: st
     with pytest.raises(AssertionError, match=message):
         _check_item(assessment, "audit.vincristine_dose", variant,
                     ItemExpectation.model_validate(expected))
+
+
+def test_a_dose_assertion_reads_the_patients_dose(guideline: Guideline) -> None:
+    """``doses`` compares the dose computed for this patient's BSA (the lower end)."""
+    facts = {"age_years": 6, "lineage": "B", "phase": "induction", "bsa_m2": 0.9}
+    assessment = guideline.assess(facts)
+    variant = _shown(guideline, facts, "induction.four_drug_backbone")
+    good = ItemExpectation.model_validate(
+        {"variant": "per_m2", "kind": "recommend",
+         "doses": {"vincristine": 1.26, "daunorubicin": 22.5, "pegaspargase": 2250}})
+    _check_item(assessment, "induction.four_drug_backbone", variant, good)
+    with pytest.raises(AssertionError, match=r"vincristine dose 1\.26, expected 1\.4"):
+        _check_item(assessment, "induction.four_drug_backbone", variant,
+                    ItemExpectation.model_validate({"doses": {"vincristine": 1.4}}))
+
+
+def test_traceability_counts_only_cases_that_test_the_statement() -> None:
+    """maintenance_test.yaml asserts its items (2 cases each); a rule whose cases only name
+    its id is marked untested, and the page says how many are."""
+    ruleset = load(RULESETS)
+    page = traceability_markdown(ruleset)
+    assert "`maintenance.regimen` (2 cases)" in page
+    row = next(line for line in page.splitlines() if line.startswith("| `maintenance.regimen`"))
+    assert row.count("maintenance_test.yaml") == 2
+    assert row.endswith("| 1 |")  # the near miss names it without testing it
+    assert "`audit.maintenance_too_short` (**untested**)" in page
+    testing, _ = _cases(ruleset)
+    untested = [rule.key for rule in ruleset.rules if not testing.get(rule.key)]
+    assert f"**{len(untested)} of {len(ruleset.rules)} rules have no case testing" in page
+    assert sorted(unasserted_rules()) == sorted(
+        key for key in untested if any(r.key == key and r.spec.kind is not None
+                                       for r in ruleset.rules))

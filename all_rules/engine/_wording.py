@@ -4,6 +4,14 @@ Each test of a rule's condition is worded once at load (a ``Leaf``); per patient
 of the branches that fired become the item's evidence, with the patient's values, and the
 rule's text and reason templates are filled from the patient's facts, the guideline's
 parameters and that evidence. A template that names only parameters is rendered once.
+
+Evidence has two forms: machine-readable in the item's JSON (fact, value, and the test with
+its operator, ``>= 35``), and clinical prose wherever a person reads it — the reason's
+``{evidence}``, the text output, the HTML report, CDS cards and explanations
+(``evidence_prose``, ``evidence_phrase``, ``condition_phrase``): each fact once with its value
+and unit, the thresholds it passed in words (``at least``, ``above``, ``at most``,
+``under``, ``not``), yes/no facts as phrases and enum values in words. Rendered texts and
+reasons start with a capital (``sentence``).
 """
 
 from __future__ import annotations

@@ -10,11 +10,10 @@ clinician should know about why.
 
 from __future__ import annotations
 
-import json
 import uuid
 from typing import Any
 
-from all_rules.engine._format import is_mrd_percent, mrd_text
+from all_rules.engine._wording import evidence_phrase
 from all_rules.fhir import FhirFacts, Unmapped
 from all_rules.output import Assessment, Recommendation
 
@@ -38,22 +37,11 @@ def _summary(item: Recommendation) -> str:
     return text if len(text) <= _SUMMARY_MAX else text[:_SUMMARY_MAX - 1].rstrip() + "…"
 
 
-def _evidence_value(fact: str, value: Any) -> str:
-    """An evidence value in a card: an MRD level in both notations (percent and cells), any
-    other value as JSON."""
-    if value is None:
-        return "unknown"
-    if type(value) in (int, float) and is_mrd_percent(fact):
-        return mrd_text(value)
-    return json.dumps(value, ensure_ascii=False)
-
-
 def _detail(item: Recommendation) -> str:
     lines = [item.text, "", f"**Why:** {item.reason}", "", "**Evidence:**"]
     for e in item.evidence:
         source = f" — {e.source}" if e.source else ""
-        value = _evidence_value(e.fact, e.value)
-        lines.append(f"- `{e.fact}` = {value} ({e.test}){source}")
+        lines.append(f"- {evidence_phrase(e.fact, e.value, e.test)}{source}")
     lines.append("")
     lines.append("**Citations:** " + ", ".join(f"[{c}]" for c in item.citations))
     return "\n".join(lines)

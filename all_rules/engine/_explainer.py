@@ -34,20 +34,15 @@ from ._explanation import (
     UndecidedFeature,
     UnknownRuleError,
 )
-from ._format import SYMBOLS, literal_text, named_value_text, resolved_test_text
+from ._format import resolved_test_text
+from ._wording import condition_phrase, derived_condition, fact_words, unknown_phrase
 
 __all__ = ["Explainer", "outcome_summary", "risk_explanation"]
 
 
 def _need(test: FactTest, resolved: Any) -> str:
-    """What an unknown fact would have to be for its test to hold."""
-    if test.op == "eq":
-        return f"`{test.fact}` were known to be {literal_text(resolved)}"
-    if test.op == "in":
-        return f"`{test.fact}` were known to be one of {', '.join(map(literal_text, resolved))}"
-    if test.op == "not_in":
-        return f"`{test.fact}` were known and none of {', '.join(map(literal_text, resolved))}"
-    return f"`{test.fact}` were known to be {SYMBOLS[test.op]} {literal_text(resolved)}"
+    """What an unknown fact would have to be for its test to hold, in words."""
+    return condition_phrase(test.fact, resolved_test_text(test, resolved))
 
 
 class Explainer:
@@ -111,11 +106,9 @@ class Explainer:
         node = trace.node
         if isinstance(node, FactTest):
             test = resolved_test_text(node, trace.threshold)
-            shown = named_value_text(node.fact, trace.value)
-            text = (f"{node.fact} {shown if shown is not None else 'unknown'} {test}: "
-                    f"{trace.outcome}")
-            if node.op == "known":
-                text = f"{node.fact} is {test} (it is {shown or 'unknown'}): {trace.outcome}"
+            shown = (unknown_phrase(node.fact) if trace.value is None
+                     else fact_words(node.fact, trace.value))
+            text = f"{condition_phrase(node.fact, test)}: {trace.outcome} ({shown})"
             threshold_out = (list(trace.threshold) if isinstance(trace.threshold, tuple)
                              else trace.threshold)
             return ConditionExplanation(
@@ -126,8 +119,7 @@ class Explainer:
             target = node.name if node.name is not None else f"kind:{node.kind}"
             producers = tuple(self._rule(tracer, p) for p in trace.producers)
             undecided = tuple(p.key for p in producers if not p.fired and p.outcome == "unknown")
-            verb = "derived" if node.present else "not derived"
-            text = f"{target} {verb}: {trace.outcome}"
+            text = f"{derived_condition(node.name, node.kind, node.present)}: {trace.outcome}"
             if undecided:
                 text += f" (undecided: {', '.join(undecided)})"
             return ConditionExplanation(
@@ -146,7 +138,7 @@ def outcome_summary(trace: RuleTrace, parameters: Mapping[str, float]) -> str:
     if trace.outcome == "unknown":
         needs = _needs(trace, parameters)
         if needs:
-            return "did not fire; would fire if " + " and ".join(needs)
+            return "did not fire; would fire if known: " + " and ".join(needs)
         return "did not fire; undecided (it depends on unknown facts)"
     failed: list[str] = []
     branches = sorted(zip(trace.rule.branches, trace.branches, strict=True),
@@ -178,8 +170,8 @@ def _needs(trace: RuleTrace, parameters: Mapping[str, float]) -> list[str]:
                         else threshold(leaf.value, parameters))
             needs.append(_need(leaf, resolved))
         else:
-            target = leaf.name or f"a {leaf.kind}"
-            needs.append(f"`{target}` were derived (it is undecided)")
+            needs.append(f"{derived_condition(leaf.name, leaf.kind, leaf.present)} "
+                         "(it is undecided)")
     return needs
 
 
@@ -222,8 +214,7 @@ def risk_explanation(evaluator: Evaluator, tracer: Tracer) -> RiskExplanation:
 
 def _leaf_words(leaf: FactTest | DerivedTest, parameters: Mapping[str, float]) -> str:
     if isinstance(leaf, DerivedTest):
-        target = leaf.name or f"any {leaf.kind}"
-        return f"{target} {'not ' if leaf.present else ''}derived"
+        return f"{derived_condition(leaf.name, leaf.kind, leaf.present)} does not hold"
     resolved = (tuple(leaf.value) if leaf.op in ("in", "not_in")
                 else threshold(leaf.value, parameters))
-    return f"`{leaf.fact}` {resolved_test_text(leaf, resolved)} does not hold"
+    return f"{condition_phrase(leaf.fact, resolved_test_text(leaf, resolved))} does not hold"

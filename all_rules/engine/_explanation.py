@@ -20,12 +20,12 @@ from pydantic import BaseModel, ConfigDict
 from all_rules.exceptions import AllRulesError
 from all_rules.output import RulesetInfo
 from all_rules.ruleset._conditions import suggest
-from all_rules.ruleset._factspec import FACTS
 
-from ._format import named_value_text
+from ._wording import condition_phrase, derived_condition, fact_words, unknown_phrase
 
 __all__ = ["ConditionExplanation", "Explanation", "RiskExplanation", "RuleExplanation",
-           "UndecidedFeature", "UnknownRuleError", "explanation_text", "rule_lines"]
+           "UndecidedFeature", "UnknownRuleError", "derived_node_words", "explanation_text",
+           "fact_node_words", "rule_lines"]
 
 Outcome = Literal["held", "failed", "unknown"]
 _MARK = {"held": "[held]", "failed": "[failed]", "unknown": "[unknown]"}
@@ -53,7 +53,7 @@ class ConditionExplanation(_Out):
     node: Literal["all", "any", "fact", "derived", "not_derived"]
     outcome: Outcome
     text: str
-    """The node in words, e.g. ``age_years 34.9 >= 35: failed``."""
+    """The node in words, e.g. ``age at least 35 years: failed (age 34.9 years)``."""
     fact: str | None = None
     value: Any = None
     known: bool | None = None
@@ -147,19 +147,30 @@ def _condition_lines(node: ConditionExplanation, depth: int) -> list[str]:
             lines.extend(_condition_lines(child, depth + 1))
         return lines
     if node.node == "fact":
-        label = FACTS[node.fact].label if node.fact in FACTS else node.fact
-        shown = named_value_text(node.fact or "", node.value)
-        test = f"is {node.test}" if node.test in ("known", "unknown") else node.test
-        return [f"{pad}{_MARK[node.outcome]} {node.fact} ({label}) = "
-                f"{shown if shown is not None else 'unknown'}; test {test}"]
-    verb = "derived" if node.node == "derived" else "not derived"
-    lines = [f"{pad}{_MARK[node.outcome]} {node.derived} {verb}"]
+        condition, shown = fact_node_words(node)
+        return [f"{pad}{_MARK[node.outcome]} {condition} — {shown} (`{node.fact}`)"]
+    lines = [f"{pad}{_MARK[node.outcome]} {derived_node_words(node)} (`{node.derived}`)"]
     for producer in node.producers:
         if node.derived and node.derived.startswith("kind:"):
             lines.append(f"{pad}    - {producer.key}: {producer.summary}")
         else:
             lines.extend(rule_lines(producer, depth + 2))
     return lines
+
+
+def fact_node_words(node: ConditionExplanation) -> tuple[str, str]:
+    """A fact test in words: what it asks (``age at least 35 years``) and what the patient
+    has (``age 34.9 years``, ``transplant eligible: not known``)."""
+    fact, test = node.fact or "", node.test or ""
+    shown = unknown_phrase(fact) if node.value is None else fact_words(fact, node.value)
+    return condition_phrase(fact, test), shown
+
+
+def derived_node_words(node: ConditionExplanation) -> str:
+    """A test of other rules' conclusions in words (``risk group high``)."""
+    target = node.derived or ""
+    kind = target.removeprefix("kind:") if target.startswith("kind:") else None
+    return derived_condition(None if kind else target, kind, node.node == "derived")
 
 
 ConditionExplanation.model_rebuild()

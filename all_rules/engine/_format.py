@@ -114,3 +114,46 @@ def fact_phrase(name: str, value: Any) -> str:
     unit = f" {spec.unit}" if spec and spec.unit and spec.unit != "%" else (
         "%" if spec and spec.unit == "%" else "")
     return f"{label} {shown}{unit}"
+
+
+# --- tests in words (reasons and explanations; the JSON ``test`` stays as above) --------------
+
+COMPARISON_WORDS = {">": "above", ">=": "at least", "<": "under", "<=": "at most"}
+"""The ordering tests as a clinician says them: the threshold a value passed or must pass."""
+
+_OPERATORS = ("not in", "in", "==", "!=", ">=", "<=", ">", "<")
+
+
+def split_test(test: str) -> tuple[str, tuple[str, ...]]:
+    """A worded test split into its operator and operands: ``>= 35`` → (``>=``, (``35``,)),
+    ``in [B, T]`` → (``in``, (``B``, ``T``)), ``known`` → (``known``, ())."""
+    for op in _OPERATORS:
+        if test.startswith(op + " "):
+            rest = test[len(op) + 1:]
+            if op in ("in", "not in"):
+                inner = rest.removeprefix("[").removesuffix("]")
+                return op, tuple(part for part in inner.split(", ") if part)
+            return op, (rest,)
+    return test, ()
+
+
+def quantity_text(name: str, value: Any) -> str:
+    """A value of the fact ``name`` with its unit and no label (``30 ×10⁹/L``, ``35 years``),
+    written as ``fact_phrase`` writes the fact's own value."""
+    spec = FACTS.get(name)
+    phrase = fact_phrase(name, value)
+    label = spec.label if spec else name
+    return phrase.removeprefix(f"{label} ")
+
+
+def threshold_text(name: str, literal: str) -> str:
+    """A threshold as written in a worded test (``30``), with the fact's unit."""
+    try:
+        value: Any = float(literal)
+    except ValueError:
+        return literal
+    text = quantity_text(name, value)
+    for unit in ("years", "months", "weeks", "days"):
+        if text == f"1 {unit}":
+            return f"1 {unit[:-1]}"
+    return text

@@ -4,13 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from all_rules.engine._format import (
-    is_mrd_percent,
-    literal_text,
-    mrd_text,
-    named_value_text,
-    number,
-)
+from all_rules.engine._format import is_mrd_percent, literal_text, mrd_text, number
+from all_rules.engine._wording import evidence_prose
 from all_rules.output import Assessment, ItemPhase
 from all_rules.ruleset._conditions import (
     AllOf,
@@ -168,12 +163,8 @@ def assessment_text(assessment: Assessment) -> str:
                 amount += " (capped)" if dose.capped else ""
             lines.append(f"    Dose: {dose.drug} {per} {dose.per_m2_unit} → {amount}, "
                          f"{dose.schedule}")
-        evidence = "; ".join(f"{e.fact} = {named_value_text(e.fact, e.value) or 'unknown'} "
-                             f"({e.test})"
-                             if e.test not in ("derived", "any derived", "none derived",
-                                               "not derived") else f"{e.fact} {e.test}"
-                             for e in item.evidence)
-        lines.append(f"    Evidence: {evidence}")
+        evidence = evidence_prose([(e.fact, e.value, e.test) for e in item.evidence])
+        lines.append(f"    Evidence: {evidence or 'none'}")
         lines.append(f"    Cites: {', '.join(f'[{c}]' for c in item.citations)}")
     if not assessment.recommendations:
         lines.append("")

@@ -39,49 +39,80 @@ def _cell(text: object) -> str:
 
 # --- traceability ----------------------------------------------------------------------------
 
-def _cases(ruleset: Ruleset) -> dict[str, list[str]]:
-    """Rule id → the ``*_test.yaml`` cases that name it (expected to fire, or a near miss)."""
-    out: dict[str, list[str]] = {}
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}{'' if number == 1 else 's'}"
+
+
+def _cases(ruleset: Ruleset) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+    """The ``*_test.yaml`` cases by rule key: those that **test the rule's statement**, and
+    every case that names it (fires, near miss, risk group, missing fact).
+
+    A case tests an output rule's statement when it asserts the rule's item
+    (``ItemExpectation.tests_statement``: kind, the variant where the rule has variants, a
+    text or reason phrase or a dose); a group rule's, when it expects that risk group; a
+    missing-fact rule's, when it expects that fact missing."""
+    testing: dict[str, list[str]] = {}
+    naming: dict[str, list[str]] = {}
+    with_variants = {r.spec.id for r in ruleset.rules if r.spec.variant is not None}
+    keys_of: dict[str, list[str]] = {}
+    for rule in ruleset.rules:
+        keys_of.setdefault(rule.spec.id, []).append(rule.key)
+        if rule.spec.fact:
+            keys_of.setdefault(f"fact:{rule.spec.fact}", []).append(rule.key)
     for file in ruleset.files:
         path = ruleset.directory / file.replace(".yaml", "_test.yaml")
         if not path.is_file():
             continue
-        cases = CaseFile.model_validate(load_file(path, path.name).data)
-        for case in cases.cases:
-            for rule_id in case.expect.ids:
-                out.setdefault(rule_id, []).append(f"{path.name}: {case.name}")
-            for rule_id in case.near_miss:
-                out.setdefault(rule_id, []).append(f"{path.name}: {case.name} (near miss)")
-            out.setdefault(f"group.{case.expect.risk_group.value}", []).append(
-                f"{path.name}: {case.name} (risk group)")
-            for fact in case.expect.missing or ():
-                out.setdefault(f"fact:{fact}", []).append(
-                    f"{path.name}: {case.name} (missing)")
-    return out
+        for case in CaseFile.model_validate(load_file(path, path.name).data).cases:
+            label = f"{path.name}: {case.name}"
+            named = [*case.expect.ids, *case.near_miss, *(
+                f"fact:{fact}" for fact in case.expect.missing or ())]
+            for name in named:
+                for key in keys_of.get(name, ()):
+                    if label not in naming.setdefault(key, []):
+                        naming[key].append(label)
+            asserted = [f"group.{case.expect.risk_group.value}", *(
+                f"fact:{fact}" for fact in case.expect.missing or ())]
+            for rule_id, expected in case.expect.items.items():
+                if expected.tests_statement(rule_id in with_variants):
+                    asserted.append(rule_id if expected.variant is None
+                                    else f"{rule_id}#{expected.variant}")
+            for name in asserted:
+                for key in keys_of.get(name, [name]):
+                    if label not in testing.setdefault(key, []):
+                        testing[key].append(label)
+    return testing, naming
 
 
 def traceability_markdown(ruleset: Ruleset) -> str:
-    """Source statement → rules → cases, and rule → statements or named external source."""
+    """Source statement → rules → cases testing them, and rule → statements or named
+    external source, with the cases that test it and the rules no case tests."""
     statements = StatementFile.model_validate(
         load_file(ruleset.directory / STATEMENTS, STATEMENTS).data).statements
-    cases = _cases(ruleset)
+    testing, naming = _cases(ruleset)
     by_statement: dict[str, list[str]] = {}
-    named_by_key = {rule.key: cases.get(rule.spec.id, []) + (
-        cases.get(f"fact:{rule.spec.fact}", []) if rule.spec.fact else [])
-        for rule in ruleset.rules}
     for rule in ruleset.rules:
         for statement_id in rule.spec.sources:
             keys = by_statement.setdefault(statement_id, [])
             if rule.key not in keys:
                 keys.append(rule.key)
+    untested = [rule.key for rule in ruleset.rules if not testing.get(rule.key)]
     lines = [
         f"# Traceability ({ruleset.name} {ruleset.version})\n", "\n", _HEADER,
         "Every actionable statement of the source summary (`rulesets/statements.yaml`, our "
-        "paraphrase) with the rules that encode it and the ruleset cases (`rulesets/*_test.yaml`) "
-        "that test those rules; then every rule with its statements or named external source. "
-        "Policy: [clinical-policy.md](clinical-policy.md).\n",
+        "paraphrase) with the rules that encode it and the number of ruleset cases "
+        "(`rulesets/*_test.yaml`) that **test** each rule's statement; then every rule with "
+        "its statements or named external source and those cases. A case tests an output "
+        "rule's statement when it asserts the rule's item — its kind, its variant where the "
+        "rule has variants, and a phrase of its text or reason or a dose (`expect.items`, "
+        "[ruleset-format.md](ruleset-format.md#cases)); a risk-group rule's when it expects "
+        "that group; a missing-fact rule's when it expects that fact missing. A case that "
+        "only names an id (fires, near miss) is counted apart, not as a test of the "
+        "statement. Policy: [clinical-policy.md](clinical-policy.md).\n",
+        f"\n**{len(untested)} of {len(ruleset.rules)} rules have no case testing their "
+        "statement** (marked **untested** below).\n",
         "\n## Statements\n\n",
-        "| Statement | Section | Paraphrase | Rules (cases naming the rule) |\n"
+        "| Statement | Section | Paraphrase | Rules (cases testing the rule) |\n"
         "|---|---|---|---|\n",
     ]
     for statement in statements:
@@ -90,22 +121,26 @@ def traceability_markdown(ruleset: Ruleset) -> str:
             rules_cell = f"none needed: {statement.why_no_rule}"
         else:
             rules_cell = "<br>".join(
-                f"`{key}` ({len(named_by_key[key])} cases)" for key in keys
+                f"`{key}` ({_count(len(testing.get(key, [])), 'case')})" if testing.get(key)
+                else f"`{key}` (**untested**)" for key in keys
             ) or "**none yet**"
         lines.append(f"| {statement.id} | {_cell(statement.section)} | {_cell(statement.text)} "
                      f"| {rules_cell} |\n")
     lines += ["\n## Rules\n\n",
-              "| Rule | Basis | Statements | Named external sources | Cases |\n"
-              "|---|---|---|---|---|\n"]
+              "| Rule | Basis | Statements | Named external sources | Cases testing it "
+              "| Other cases naming it |\n"
+              "|---|---|---|---|---|---|\n"]
     for rule in ruleset.rules:
         spec = rule.spec
         external = [str(c) for c in spec.citations
                     if named_external(c, ruleset.citations[c].title)]
-        named = named_by_key[rule.key]
+        tested = testing.get(rule.key, [])
+        others = [c for c in naming.get(rule.key, []) if c not in tested]
         lines.append(
             f"| `{rule.key}` | {spec.basis.value} | {', '.join(spec.sources) or '—'} "
             f"| {_cell('; '.join(external)) or '—'} "
-            f"| {'<br>'.join(_cell(c) for c in named) or '**none**'} |\n")
+            f"| {'<br>'.join(_cell(c) for c in tested) or '**untested**'} "
+            f"| {len(others)} |\n")
     return "".join(lines)
 
 
@@ -254,14 +289,16 @@ _OUTPUT_MEANING: dict[str, str] = {
     "Recommendation.severity": "how much attention it needs",
     "Recommendation.phase": "the pathway phase the item belongs to",
     "Recommendation.text": "what to do or know, in the rule's words",
-    "Recommendation.reason": "why it applies to this patient, with the facts and thresholds",
+    "Recommendation.reason": "why it applies to this patient, in clinical prose with the "
+                             "facts, their values and the thresholds passed",
     "Recommendation.evidence": "each fact the rule tested, with its value and the test passed",
     "Recommendation.citations": "the source's reference numbers and named external sources",
     "Recommendation.doses": "doses computed from body surface area (left out when the rule "
                             "gives none)",
     "Evidence.fact": "the fact's public name (docs/facts.md)",
     "Evidence.value": "its value (null when the test was that it is unknown)",
-    "Evidence.test": "the test it passed, in words with the threshold",
+    "Evidence.test": "the test it passed, machine-readable: operator and threshold "
+                     "(`>= 35`, `in [B, T]`, `== true`, `unknown`, `any derived`)",
     "Evidence.source": "the record it came from (a FHIR resource), when mapped from one; "
                        "left out otherwise",
     "DoseLine.drug": "drug name",

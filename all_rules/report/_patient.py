@@ -11,8 +11,14 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from all_rules.engine._explanation import ConditionExplanation, Explanation, RuleExplanation
-from all_rules.engine._format import is_mrd_percent, mrd_text
+from all_rules.engine._explanation import (
+    ConditionExplanation,
+    Explanation,
+    RuleExplanation,
+    derived_node_words,
+    fact_node_words,
+)
+from all_rules.engine._wording import evidence_phrase
 from all_rules.output import Assessment, ItemPhase, Recommendation
 
 from ._html import Section, badge, card, definition_list, escape, render_page, table
@@ -37,9 +43,9 @@ def _item_card(item: Recommendation, citations: Mapping[str, str],
                titles: Mapping[str, str], level: int = 3) -> str:
     body = [f"<p>{escape(item.text)}</p>", f"<p><strong>Why:</strong> {escape(item.reason)}</p>"]
     if item.evidence:
-        body.append(table(("Fact", "Value", "Test"),
-                          ((e.fact, _shown(e.fact, e.value), e.test) for e in item.evidence),
-                          caption="Evidence"))
+        body.append(table(("Finding", "Fact"),
+                          ((evidence_phrase(e.fact, e.value, e.test, titles), e.fact)
+                           for e in item.evidence), caption="Evidence"))
     if item.doses:
         body.append(table(
             ("Drug", "Per m²", "Dose", "Schedule"),
@@ -52,14 +58,6 @@ def _item_card(item: Recommendation, citations: Mapping[str, str],
     heading = (f"{_severity(item)}{badge(item.kind.value.replace('_', ' '), 'kind')}"
                f"{escape(titles.get(item.id) or _first_sentence(item.text))}")
     return card(heading, "".join(body), css=f"sev-{item.severity.value}", level=level)
-
-
-def _shown(fact: str, value: Any) -> Any:
-    """A value as the report shows it: an MRD level in both notations (percent and cells),
-    any other value as it is."""
-    if type(value) in (int, float) and is_mrd_percent(fact):
-        return mrd_text(value)
-    return value
 
 
 def _num(value: float | None) -> str:
@@ -86,16 +84,15 @@ def condition_tree(node: ConditionExplanation) -> str:
         children = "".join(condition_tree(child) for child in node.children)
         return f"<li>{label}{words}:<ul>{children}</ul></li>"
     if node.node == "fact":
-        value = escape(_shown(node.fact or "", node.value))
-        test = f"is {node.test}" if node.test in ("known", "unknown") else node.test
-        return (f"<li>{label}<code>{escape(node.fact)}</code> = {value}; "
-                f"test <code>{escape(test)}</code></li>")
-    verb = "derived" if node.node == "derived" else "not derived"
+        condition, shown = fact_node_words(node)
+        return (f"<li>{label}{escape(condition)} — {escape(shown)} "
+                f"<code>{escape(node.fact)}</code></li>")
     producers = "".join(
         f"<li>{badge('fired' if p.fired else _OUTCOME_WORDS[p.outcome], _out_css(p))}"
         f"<code>{escape(p.key)}</code>: {escape(p.summary)}</li>" for p in node.producers)
     inner = f"<ul>{producers}</ul>" if producers else ""
-    return f"<li>{label}<code>{escape(node.derived)}</code> {verb}{inner}</li>"
+    return (f"<li>{label}{escape(derived_node_words(node))} <code>{escape(node.derived)}</code>"
+            f"{inner}</li>")
 
 
 def _out_css(rule: RuleExplanation) -> str:

@@ -205,11 +205,52 @@ class StatementFile(_Model):
     statements: list[StatementSpec] = Field(min_length=1)
 
 
+class ItemExpectation(_Model):
+    """What a case asserts about one item it fires: the variant shown, its kind and
+    severity, phrases its text and reason contain, and the doses computed for the patient."""
+
+    variant: str | None = Field(default=None, pattern=PARAM_NAME_PATTERN)
+    """The variant of the rule whose item is shown (rules with variants only)."""
+    kind: Kind | None = None
+    severity: Severity | None = None
+    text: list[str] = Field(default_factory=list)
+    """Substrings the item's text contains (a dose, a key phrase), case-sensitive."""
+    reason: list[str] = Field(default_factory=list)
+    """Substrings the item's reason contains."""
+    doses: dict[str, StrictInt | StrictFloat] = Field(default_factory=dict)
+    """Drug → the dose computed for this patient (the lower end of a range)."""
+
+    @model_validator(mode="after")
+    def _asserts_something(self) -> ItemExpectation:
+        if not (self.variant or self.kind or self.severity or self.text or self.reason
+                or self.doses):
+            raise ValueError("an item assertion needs at least one of variant, kind, "
+                             "severity, text, reason, doses")
+        if any(not phrase.strip() for phrase in (*self.text, *self.reason)):
+            raise ValueError("a text or reason phrase must not be empty")
+        return self
+
+    def tests_statement(self, has_variants: bool) -> bool:
+        """Whether this asserts the rule's statement: its kind (and variant, for a rule
+        with variants) and at least one phrase of its text or reason, or a dose."""
+        return (self.kind is not None and (self.variant is not None or not has_variants)
+                and bool(self.text or self.reason or self.doses))
+
+
 class CaseExpectation(_Model):
     ids: list[str]
     """Exactly the ids, among the rules of the file under test, that the case fires."""
     risk_group: RiskGroup
     missing: list[str] | None = None
+    items: dict[str, ItemExpectation] = Field(default_factory=dict)
+    """Per fired id: what its item says (``ItemExpectation``); each id must be in ``ids``."""
+
+    @model_validator(mode="after")
+    def _items_fire(self) -> CaseExpectation:
+        stray = sorted(set(self.items) - set(self.ids))
+        if stray:
+            raise ValueError(f"`items` names ids not in `ids`: {', '.join(stray)}")
+        return self
 
 
 class CaseSpec(_Model):

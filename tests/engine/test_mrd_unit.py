@@ -221,7 +221,8 @@ def test_json_evidence_stays_machine_readable() -> None:
 
 def test_text_output_shows_both_notations() -> None:
     text = assessment_text(assess(CR2))
-    assert "mrd_current_percent = 0.08 % (8 in 10,000 cells) (>= 0.01)" in text
+    assert ("Evidence: allogeneic HSCT planned; current MRD 0.08 % (8 in 10,000 cells), "
+            "at least 0.01 % (1 in 10,000 cells)") in text
     assert "Why: HSCT is planned with current MRD 0.08 % (8 in 10,000 cells)" in text
 
 
@@ -233,17 +234,18 @@ def test_html_report_shows_both_notations(tmp_path: Path,
                  "transplant.proceed_despite_mrd"]) == 0
     page = capsys.readouterr().out
     cells = re.findall(r"<td>([^<]*MRD[^<]*|[0-9.]+ %[^<]*)</td>", page)
-    assert "0.08 % (8 in 10,000 cells)" in cells       # the evidence table
+    assert any("0.08 % (8 in 10,000 cells)" in cell for cell in cells)  # the evidence table
     assert "current MRD 0.08 % (8 in 10,000 cells), at or above 0.01 %" in page
     # the why-not tree: the patient's value in both notations
-    assert "<code>mrd_current_percent</code> = 0.08 % (8 in 10,000 cells)" in page
+    assert "current MRD 0.08 % (8 in 10,000 cells) <code>mrd_current_percent</code>" in page
     assert not re.search(r"<td>0\.08</td>", page)
 
 
 def test_cds_cards_show_both_notations() -> None:
     shown = cards(assess(CR2), "hook-1", "https://example.org/docs", only_alerts=False)
     details = "\n".join(card["detail"] for card in shown)
-    assert "- `mrd_current_percent` = 0.08 % (8 in 10,000 cells) (>= 0.01)" in details
+    assert ("- current MRD 0.08 % (8 in 10,000 cells), at least 0.01 % (1 in 10,000 cells)"
+            in details)
     assert "current MRD 0.08 % (8 in 10,000 cells)" in details
     assert "= 0.08 (" not in details
 
@@ -251,11 +253,12 @@ def test_cds_cards_show_both_notations() -> None:
 def test_explanations_show_both_notations() -> None:
     explanation = Guideline.default().explain(CR2, "transplant.proceed_despite_mrd")
     text = explanation.text()
-    assert "mrd_current_percent (current MRD) = 0.08 % (8 in 10,000 cells); test >= 0.01" \
-        in text
+    assert ("[held] current MRD at least 0.01 % (1 in 10,000 cells) — current MRD 0.08 % "
+            "(8 in 10,000 cells) (`mrd_current_percent`)") in text
     data = json.loads(explanation.to_json())
     found = json.dumps(data)
-    assert "mrd_current_percent 0.08 % (8 in 10,000 cells) >= 0.01: held" in found
+    assert ("current MRD at least 0.01 % (1 in 10,000 cells): held (current MRD 0.08 % "
+            "(8 in 10,000 cells))") in found
     assert '"value": 0.08' in found                    # the value itself stays a number
 
 

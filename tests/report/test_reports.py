@@ -56,7 +56,7 @@ def test_patient_report_shows_unknown_as_unknown(capsys: pytest.CaptureFixture[s
                  "transplant.high_risk_adult"]) == 0
     page = capsys.readouterr().out
     check_page(page)
-    assert "would fire if `transplant_eligible` were known to be true" in page
+    assert "would fire if known: transplant eligible" in page
     assert 'class="badge out-unknown">unknown<' in page
 
 

@@ -320,7 +320,13 @@ def _check(facts: dict[str, Any], assessment: Any) -> None:
                 assert dose.dose is None, (facts, dose)
     if facts.get("phase") in ("consolidation", "maintenance", "relapsed", "refractory") \
             and facts.get("age_at_diagnosis_years") is None:
-        assert not set(_DIAGNOSIS_FEATURES) & set(assessment.risk.features), facts
+        # The current age only bounds the age at diagnosis (issue 17 §2): it decides
+        # "diagnosed under X" (infant under 1; a child's CNS3 or T-ALL under 18), never a
+        # feature that needs "diagnosed at X or older".
+        allowed = {"risk.infant"} if facts["age_years"] < 1 else set()
+        if facts["age_years"] < 18:
+            allowed |= {"risk.cns3_child", "risk.t_all_child"}
+        assert not (set(_DIAGNOSIS_FEATURES) - allowed) & set(assessment.risk.features), facts
 
 
 def test_invariants_over_100000_synthetic_patients(guideline: Guideline) -> None:
@@ -355,12 +361,15 @@ def test_invariants_over_generated_patients(guideline: Guideline,
 @given(patients(), st.floats(min_value=0, max_value=120, allow_nan=False))
 def test_current_age_never_decides_diagnosis_features_after_induction(
         guideline: Guideline, facts: dict[str, Any], other_age: float) -> None:
-    """After induction, changing only the current age never changes the risk features or
-    group (they are decided at diagnosis)."""
+    """After induction, with the age at diagnosis recorded, changing only the current age
+    never changes the risk features or group (they are decided at diagnosis). Without it,
+    the current age bounds it (test_age_basis.py)."""
     if facts.get("phase") not in ("consolidation", "maintenance", "relapsed", "refractory"):
         return
     dx_age = facts.get("age_at_diagnosis_years")
-    if dx_age is not None and (dx_age > facts["age_years"] or dx_age > other_age):
+    if dx_age is None:
+        return
+    if dx_age > facts["age_years"] or dx_age > other_age:
         return  # a contradicted age at diagnosis is unknown; changing the age changes that
     before = guideline.assess(facts).risk
     after = guideline.assess({**facts, "age_years": other_age}).risk

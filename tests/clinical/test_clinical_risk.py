@@ -375,3 +375,20 @@ def test_current_age_never_decides_diagnosis_features_after_induction(
     after = guideline.assess({**facts, "age_years": other_age}).risk
     assert set(before.features) == set(after.features)
     assert before.group == after.group
+
+
+# --- issue 17 §4: the group follows MRD; §5: slow remission in completed weeks -------------
+
+def test_mrd_that_calls_for_intensification_raises_the_group(guideline: Guideline) -> None:
+    for mrd in ({"mrd_consolidation_percent": 0.01},
+                {"mrd_consolidation_percent": None, "mrd_end_of_induction_percent": 0.5}):
+        assessment = guideline.assess({**CONSOLIDATION, **mrd})
+        assert "consolidation.mrd_intensify" in assessment.ids(), mrd
+        assert assessment.risk.group.value == "high", mrd
+        assert "consolidation.high_risk_intensify" not in assessment.ids(), mrd
+
+
+def test_remission_at_the_end_of_induction_marrow_is_not_slow(guideline: Guideline) -> None:
+    for weeks, slow in ((29 / 7, False), (33 / 7, False), (34.9 / 7, False), (35 / 7, True)):
+        risk = guideline.assess({**CONSOLIDATION, "weeks_to_complete_remission": weeks}).risk
+        assert ("risk.slow_remission" in risk.features) is slow, weeks

@@ -70,7 +70,7 @@ _DERIVED: tuple[FactSpec, ...] = (
              description="`age_at_diagnosis_years`; when absent, `age_years` in the diagnosis "
              "and induction phases only; unknown later and when it contradicts `age_years` "
              "(the risk features defined at diagnosis read it)"),
-    FactSpec("diagnosis_age_at_most_years", "number", "age at diagnosis, at most", "years",
+    FactSpec("diagnosis_age_at_most_years", "number", "age at diagnosis (upper bound)", "years",
              derived=True, description="`diagnosis_age_years` when known; otherwise "
              "`age_years` (the age at diagnosis cannot exceed the current age), in every phase; "
              "unknown when `age_at_diagnosis_years` contradicts `age_years`. An upper bound: "

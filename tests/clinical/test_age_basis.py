@@ -129,7 +129,8 @@ def test_crossing_10(guideline: Guideline) -> None:
     assert "risk.nci_high" not in assessment.risk.features
     assert "audit.dexamethasone_young_child" not in assessment.ids()
     steroid = [i for i in assessment.recommendations if i.id == "induction.steroid_choice"]
-    assert steroid and "Choose the induction corticosteroid" in steroid[0].text
+    assert steroid
+    assert "Choose the induction corticosteroid" in steroid[0].text
     # Diagnosed at 10, now 10.02: NCI high risk by age.
     assessment = _assess(guideline, phase="induction", age_years=10.02,
                          age_at_diagnosis_years=10, mrd_end_of_induction_percent=None)

@@ -327,6 +327,29 @@ def _check(facts: dict[str, Any], assessment: Any) -> None:
         if facts["age_years"] < 18:
             allowed |= {"risk.cns3_child", "risk.t_all_child"}
         assert not (set(_DIAGNOSIS_FEATURES) - allowed) & set(assessment.risk.features), facts
+    _check_hsct_age_basis(facts, assessment)
+
+
+_ADULT_HSCT = {"transplant.high_risk_adult", "transplant.high_risk_adult_mrd_negative",
+               "transplant.very_high_risk"}
+_CHILD_FEATURES = {"risk.nci_high", "risk.cns3_child", "risk.t_all_child"}
+_ADULT_FEATURES = {"risk.wbc_b_over_30", "risk.wbc_t_over_100", "risk.age_35_or_older"}
+
+
+def _check_hsct_age_basis(facts: dict[str, Any], assessment: Any) -> None:
+    """Issue 17 §2: no adult HSCT item for a patient classified on pediatric criteria, and
+    no child's HSCT item for one classified on adult criteria; the adult items need a known
+    age at diagnosis of 18 or more."""
+    ids, features = set(assessment.ids()), set(assessment.risk.features)
+    if ids & _ADULT_HSCT:
+        assert not features & _CHILD_FEATURES, facts
+        dx_age = facts.get("age_at_diagnosis_years")
+        if dx_age is None and facts.get("phase") in ("diagnosis", "induction"):
+            dx_age = facts["age_years"]
+        assert dx_age is not None, facts
+        assert dx_age >= 18, facts
+    if "transplant.child_early_first_relapse" in ids:
+        assert not features & _ADULT_FEATURES, facts
 
 
 def test_invariants_over_100000_synthetic_patients(guideline: Guideline) -> None:
@@ -334,17 +357,19 @@ def test_invariants_over_100000_synthetic_patients(guideline: Guideline) -> None
     at diagnosis computed from the current age after induction — over synth rows."""
     from all_rules.cohort import synth
 
-    seen_small = seen_relapsed = seen_no_dx_age = 0
+    seen_small = seen_relapsed = seen_no_dx_age = seen_adult_hsct = 0
     for facts in synth.patients(SYNTH_PATIENTS, seed=2026, missing_rate=0.1):
         assessment = guideline.assess(facts)
         _check(facts, assessment)
         seen_relapsed += facts.get("phase") in ("relapsed", "refractory")
         seen_no_dx_age += facts.get("age_at_diagnosis_years") is None
+        seen_adult_hsct += bool(set(assessment.ids()) & _ADULT_HSCT)
         seen_small += (facts.get("bsa_m2") or 1) < 0.6 or (
             (facts.get("height_cm") or 200) * (facts.get("weight_kg") or 200) < 1296)
     # The sweep reaches each situation it claims to check.
     assert seen_relapsed > 5_000
     assert seen_no_dx_age > 5_000
+    assert seen_adult_hsct > 1_000
     assert seen_small > 1_000
 
 

@@ -133,13 +133,31 @@ def _settle_inconsistencies(values: dict[str, Any]) -> None:
         values["relapse_count"] = None
     if flags["inconsistent.remission_number"]:
         values["relapse_count"] = values["remission_number"] = None
-    if flags["inconsistent.age_at_diagnosis"]:
+    _settle_diagnosis_age(values, flags["inconsistent.age_at_diagnosis"])
+    values["weeks_to_complete_remission_completed"] = _completed_weeks(
+        values["weeks_to_complete_remission"])
+
+
+def _settle_diagnosis_age(values: dict[str, Any], inconsistent: bool) -> None:
+    """The age at diagnosis (``diagnosis_age_years``: exact, or None) and its upper bound
+    (``diagnosis_age_at_most_years``: the exact age, else the current age, which it cannot
+    exceed). The bound may only decide "under X" tests (docs/clinical-policy.md)."""
+    age, at_diagnosis = values["age_years"], values["age_at_diagnosis_years"]
+    if inconsistent:
         values["age_at_diagnosis_years"] = None
-        values["diagnosis_age_years"] = None
-    elif at_diagnosis is not None:
-        values["diagnosis_age_years"] = at_diagnosis
+        values["diagnosis_age_years"] = values["diagnosis_age_at_most_years"] = None
+        return
+    if at_diagnosis is not None:
+        exact = at_diagnosis
     else:
-        values["diagnosis_age_years"] = age if values["phase"] in _AT_DIAGNOSIS else None
+        exact = age if values["phase"] in _AT_DIAGNOSIS else None
+    values["diagnosis_age_years"] = exact
+    values["diagnosis_age_at_most_years"] = age if exact is None else exact
+
+
+def _completed_weeks(weeks: float | None) -> int | None:
+    """Time to complete remission in completed weeks (day 33 is 4 completed weeks)."""
+    return None if weeks is None else math.floor(weeks + 1e-9)
 
 
 def prepare(facts: PatientFacts) -> PreparedFacts:

@@ -363,8 +363,11 @@ def _validated(values: dict[str, Any], sources: Mapping[str, Source], given: set
 
 
 def _source(provenance: Mapping[str, str], fact: str) -> str | None:
-    if fact == "diagnosis_age_years":  # derived: the age at diagnosis, or the age standing in
+    if fact in ("diagnosis_age_years", "diagnosis_age_at_most_years"):
+        # derived: the age at diagnosis, or the age standing in (or bounding it)
         return provenance.get("age_at_diagnosis_years") or provenance.get("age_years")
+    if fact == "weeks_to_complete_remission_completed":
+        return provenance.get("weeks_to_complete_remission")
     return provenance.get(fact)
 
 

@@ -87,6 +87,35 @@ def rule_params(rule: Rule) -> list[str]:
     return found
 
 
+#: The age facts a rule may read, by basis (docs/clinical-policy.md, "One age basis").
+_AT_DIAGNOSIS_AGES = ("diagnosis_age_years", "diagnosis_age_at_most_years",
+                      "age_at_diagnosis_years")
+_CURRENT_AGES = ("age_years",)
+
+
+def age_basis(rule: Rule) -> str | None:
+    """Which age a rule's conditions read: ``"at diagnosis"``, ``"current"`` or ``"both"``,
+    with the facts in brackets; a rule that reads a risk feature or group reads the age at
+    diagnosis through it (``"the risk group"`` in brackets); None for a rule that reads
+    neither."""
+    read: list[str] = []
+    through_risk = False
+    for leaf in walk(rule.condition):
+        if isinstance(leaf, FactTest) and leaf.fact in (*_AT_DIAGNOSIS_AGES, *_CURRENT_AGES):
+            if leaf.fact not in read:
+                read.append(leaf.fact)
+        elif isinstance(leaf, DerivedTest) and (
+                (leaf.name or "").startswith(("group.", "risk."))
+                or leaf.kind in ("risk_feature", "risk_group")):
+            through_risk = True
+    diagnosis = through_risk or any(name in _AT_DIAGNOSIS_AGES for name in read)
+    current = any(name in _CURRENT_AGES for name in read)
+    if not diagnosis and not current:
+        return None
+    word = "both" if diagnosis and current else "at diagnosis" if diagnosis else "current"
+    return f"{word} ({', '.join([*read, *(['the risk group'] if through_risk else [])])})"
+
+
 def describe_rule(rule: Rule, ruleset: Ruleset) -> list[str]:
     """Everything a reviewer needs about one rule, as lines."""
     spec = rule.spec
@@ -104,6 +133,9 @@ def describe_rule(rule: Rule, ruleset: Ruleset) -> list[str]:
         lines.append(f"  text: {spec.text.strip()}")
     if spec.reason:
         lines.append(f"  reason: {spec.reason.strip()}")
+    basis = age_basis(rule)
+    if basis is not None:
+        lines.append(f"  age basis: {basis}")
     lines.append(f"  basis: {spec.basis.value}; source statements: "
                  f"{', '.join(spec.sources) or 'none'} (docs/traceability.md)")
     if spec.interpretation:
@@ -202,6 +234,10 @@ def catalogue_markdown(ruleset: Ruleset) -> str:
             out.append("")
             if spec.text:
                 out.append(f"Text: {' '.join(spec.text.split())}")
+                out.append("")
+            basis = age_basis(rule)
+            if basis is not None:
+                out.append(f"Age basis: {basis}.")
                 out.append("")
             statements = ", ".join(spec.sources) or "none"
             out.append(f"Basis: *{spec.basis.value}*; source statements: {statements} "

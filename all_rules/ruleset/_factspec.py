@@ -70,6 +70,17 @@ _DERIVED: tuple[FactSpec, ...] = (
              description="`age_at_diagnosis_years`; when absent, `age_years` in the diagnosis "
              "and induction phases only; unknown later and when it contradicts `age_years` "
              "(the risk features defined at diagnosis read it)"),
+    FactSpec("diagnosis_age_at_most_years", "number", "age at diagnosis (upper bound)", "years",
+             derived=True, description="`diagnosis_age_years` when known; otherwise "
+             "`age_years` (the age at diagnosis cannot exceed the current age), in every phase; "
+             "unknown when `age_at_diagnosis_years` contradicts `age_years`. An upper bound: "
+             "rules test it only with `lt`/`lte` (\"diagnosed under X\"), never to decide that "
+             "the patient was diagnosed at X or older"),
+    FactSpec("weeks_to_complete_remission_completed", "integer",
+             "time to complete remission in completed weeks", "weeks", derived=True,
+             description="`weeks_to_complete_remission` rounded down to whole weeks (a remission "
+             "at the day-33 end-of-induction marrow, 4.7 weeks, is 4 completed weeks); unknown "
+             "when it is"),
     FactSpec("inconsistent.remission", "bool", "remission facts contradict each other",
              derived=True, description="`complete_remission` false with "
              "`weeks_to_complete_remission` given; both are then unknown"),

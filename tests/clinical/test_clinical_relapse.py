@@ -166,8 +166,9 @@ def test_the_property_sees_every_hsct_recommendation(guideline: Guideline) -> No
 def test_the_property_catches_a_violation(guideline: Guideline) -> None:
     """The detector works: a fired rule counted as an HSCT recommendation for a patient whose
     eligibility is unknown is reported; the same patient with eligibility true is not."""
-    facts = {**ADULT_B, "age_years": 40, "phase": "consolidation", "remission_number": 1,
-             "mrd_end_of_induction_percent": 0.5, "transplant_eligible": True}
+    facts = {**ADULT_B, "age_years": 40, "age_at_diagnosis_years": 40, "phase": "consolidation",
+             "remission_number": 1, "mrd_end_of_induction_percent": 0.5,
+             "transplant_eligible": True}
     assert violations(guideline, facts, hsct_recommendations(guideline)) == []
     unknown = {**facts, "transplant_eligible": None}
     fake = frozenset({"transplant.eligibility_needed#first_remission"})

@@ -320,7 +320,36 @@ def _check(facts: dict[str, Any], assessment: Any) -> None:
                 assert dose.dose is None, (facts, dose)
     if facts.get("phase") in ("consolidation", "maintenance", "relapsed", "refractory") \
             and facts.get("age_at_diagnosis_years") is None:
-        assert not set(_DIAGNOSIS_FEATURES) & set(assessment.risk.features), facts
+        # The current age only bounds the age at diagnosis (issue 17 §2): it decides
+        # "diagnosed under X" (infant under 1; a child's CNS3 or T-ALL under 18), never a
+        # feature that needs "diagnosed at X or older".
+        allowed = {"risk.infant"} if facts["age_years"] < 1 else set()
+        if facts["age_years"] < 18:
+            allowed |= {"risk.cns3_child", "risk.t_all_child"}
+        assert not (set(_DIAGNOSIS_FEATURES) - allowed) & set(assessment.risk.features), facts
+    _check_hsct_age_basis(facts, assessment)
+
+
+_ADULT_HSCT = {"transplant.high_risk_adult", "transplant.high_risk_adult_mrd_negative",
+               "transplant.very_high_risk"}
+_CHILD_FEATURES = {"risk.nci_high", "risk.cns3_child", "risk.t_all_child"}
+_ADULT_FEATURES = {"risk.wbc_b_over_30", "risk.wbc_t_over_100", "risk.age_35_or_older"}
+
+
+def _check_hsct_age_basis(facts: dict[str, Any], assessment: Any) -> None:
+    """Issue 17 §2: no adult HSCT item for a patient classified on pediatric criteria, and
+    no child's HSCT item for one classified on adult criteria; the adult items need a known
+    age at diagnosis of 18 or more."""
+    ids, features = set(assessment.ids()), set(assessment.risk.features)
+    if ids & _ADULT_HSCT:
+        assert not features & _CHILD_FEATURES, facts
+        dx_age = facts.get("age_at_diagnosis_years")
+        if dx_age is None and facts.get("phase") in ("diagnosis", "induction"):
+            dx_age = facts["age_years"]
+        assert dx_age is not None, facts
+        assert dx_age >= 18, facts
+    if "transplant.child_early_first_relapse" in ids:
+        assert not features & _ADULT_FEATURES, facts
 
 
 def test_invariants_over_100000_synthetic_patients(guideline: Guideline) -> None:
@@ -328,17 +357,19 @@ def test_invariants_over_100000_synthetic_patients(guideline: Guideline) -> None
     at diagnosis computed from the current age after induction — over synth rows."""
     from all_rules.cohort import synth
 
-    seen_small = seen_relapsed = seen_no_dx_age = 0
+    seen_small = seen_relapsed = seen_no_dx_age = seen_adult_hsct = 0
     for facts in synth.patients(SYNTH_PATIENTS, seed=2026, missing_rate=0.1):
         assessment = guideline.assess(facts)
         _check(facts, assessment)
         seen_relapsed += facts.get("phase") in ("relapsed", "refractory")
         seen_no_dx_age += facts.get("age_at_diagnosis_years") is None
+        seen_adult_hsct += bool(set(assessment.ids()) & _ADULT_HSCT)
         seen_small += (facts.get("bsa_m2") or 1) < 0.6 or (
             (facts.get("height_cm") or 200) * (facts.get("weight_kg") or 200) < 1296)
     # The sweep reaches each situation it claims to check.
     assert seen_relapsed > 5_000
     assert seen_no_dx_age > 5_000
+    assert seen_adult_hsct > 1_000
     assert seen_small > 1_000
 
 
@@ -355,14 +386,34 @@ def test_invariants_over_generated_patients(guideline: Guideline,
 @given(patients(), st.floats(min_value=0, max_value=120, allow_nan=False))
 def test_current_age_never_decides_diagnosis_features_after_induction(
         guideline: Guideline, facts: dict[str, Any], other_age: float) -> None:
-    """After induction, changing only the current age never changes the risk features or
-    group (they are decided at diagnosis)."""
+    """After induction, with the age at diagnosis recorded, changing only the current age
+    never changes the risk features or group (they are decided at diagnosis). Without it,
+    the current age bounds it (test_age_basis.py)."""
     if facts.get("phase") not in ("consolidation", "maintenance", "relapsed", "refractory"):
         return
     dx_age = facts.get("age_at_diagnosis_years")
-    if dx_age is not None and (dx_age > facts["age_years"] or dx_age > other_age):
+    if dx_age is None:
+        return
+    if dx_age > facts["age_years"] or dx_age > other_age:
         return  # a contradicted age at diagnosis is unknown; changing the age changes that
     before = guideline.assess(facts).risk
     after = guideline.assess({**facts, "age_years": other_age}).risk
     assert set(before.features) == set(after.features)
     assert before.group == after.group
+
+
+# --- issue 17 §4: the group follows MRD; §5: slow remission in completed weeks -------------
+
+def test_mrd_that_calls_for_intensification_raises_the_group(guideline: Guideline) -> None:
+    for mrd in ({"mrd_consolidation_percent": 0.01},
+                {"mrd_consolidation_percent": None, "mrd_end_of_induction_percent": 0.5}):
+        assessment = guideline.assess({**CONSOLIDATION, **mrd})
+        assert "consolidation.mrd_intensify" in assessment.ids(), mrd
+        assert assessment.risk.group.value == "high", mrd
+        assert "consolidation.high_risk_intensify" not in assessment.ids(), mrd
+
+
+def test_remission_at_the_end_of_induction_marrow_is_not_slow(guideline: Guideline) -> None:
+    for weeks, slow in ((29 / 7, False), (33 / 7, False), (34.9 / 7, False), (35 / 7, True)):
+        risk = guideline.assess({**CONSOLIDATION, "weeks_to_complete_remission": weeks}).risk
+        assert ("risk.slow_remission" in risk.features) is slow, weeks

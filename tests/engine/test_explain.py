@@ -95,7 +95,7 @@ def test_a_derived_fact_is_traced_to_the_rules_that_produce_it(guideline: Guidel
     derived = next(leaf for leaf in _leaves(variant.condition) if leaf.node == "derived")
     assert derived.derived == "kind:risk_feature"
     fired = [p.id for p in derived.producers if p.fired]
-    assert fired == ["risk.age_35_or_older", "risk.wbc_b_over_30"]
+    assert fired == ["risk.age_35_or_older", "risk.wbc_b_over_30", "risk.mrd_consolidation"]
     blocked = next(leaf for leaf in _leaves(variant.condition)
                    if leaf.node == "not_derived" and leaf.derived == "group.very_high")
     assert blocked.outcome == "held"

@@ -46,7 +46,8 @@ def test_patient_report_order_and_content(tmp_path: Path,
 def test_patient_report_shows_unknown_as_unknown(capsys: pytest.CaptureFixture[str],
                                                  tmp_path: Path) -> None:
     """An undecided rule appears in why-not with its unknown fact labelled unknown."""
-    facts = {"patient_id": "U1", "age_years": 40, "lineage": "B", "ph_status": "negative",
+    facts = {"patient_id": "U1", "age_years": 40, "age_at_diagnosis_years": 40,
+             "lineage": "B", "ph_status": "negative",
              "wbc_at_diagnosis_10e9_per_l": 45, "phase": "consolidation",
              "complete_remission": True, "weeks_to_complete_remission": 3,
              "mrd_end_of_induction_percent": 0.001, "remission_number": 1}

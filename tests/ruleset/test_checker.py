@@ -226,7 +226,7 @@ def test_rules_show_and_the_catalogue_give_basis_and_statements() -> None:
 
     ruleset, _ = check(RULESETS)
     assert ruleset is not None
-    rule = next(r for r in ruleset.rules if r.key == "risk.wbc_b_over_30")
-    assert "  basis: source; source statements: S25 (docs/traceability.md)" in describe_rule(
+    rule = next(r for r in ruleset.rules if r.key == "risk.age_35_or_older")
+    assert "  basis: source; source statements: S24 (docs/traceability.md)" in describe_rule(
         rule, ruleset)
     assert "Basis: *extension*; source statements: none" in catalogue_markdown(ruleset)

@@ -88,7 +88,8 @@ def _field_values(model: type[Any], thresholds: list[float]) -> dict[str, list[A
 
 def domain_patients(count: int, seed: int, guideline: Guideline) -> Iterator[dict[str, Any]]:
     """Patients drawn field by field over the whole model; about a quarter of each field
-    unknown; a plan on every other patient."""
+    but the current age unknown (the phase and the relapse count included); a plan on every
+    other patient."""
     rnd = random.Random(seed)
     thresholds = sorted({v + d for v in guideline.ruleset.values.values()
                          for d in (-0.01, 0.0, 0.01) if v + d >= 0})
@@ -97,7 +98,7 @@ def domain_patients(count: int, seed: int, guideline: Guideline) -> Iterator[dic
     for index in range(count):
         facts: dict[str, Any] = {"patient_id": f"d{index}"}
         for name, values in fields.items():
-            if name == "age_years" or name == "phase":
+            if name == "age_years":
                 facts[name] = rnd.choice([v for v in values if v is not None])
             elif rnd.random() < 0.75:
                 facts[name] = rnd.choice(values)

@@ -99,12 +99,17 @@ class GuidelineSpec:
     rules: str | None = None
     overlay: str | None = None
     parameters: tuple[tuple[str, float], ...] = ()
+    unsafe: tuple[tuple[str, float, str], ...] = ()
+    """Unsafe overrides: name, value and the reason stated for it."""
 
     def load(self) -> Guideline:
-        if self.rules is None and self.overlay is None and not self.parameters:
+        if self.rules is None and self.overlay is None and not self.parameters \
+                and not self.unsafe:
             return Guideline.default()
         return Guideline.load(self.rules, parameters=dict(self.parameters),
-                              overlay=self.overlay)
+                              overlay=self.overlay, unsafe_overrides={
+                                  name: {"value": value, "reason": reason}
+                                  for name, value, reason in self.unsafe})
 
 
 # --- assessing a chunk (in any process) ----------------------------------------------------

@@ -131,12 +131,25 @@ _PHASE_TITLES = {
 }
 
 
+def local_parameter_lines(assessment: Assessment) -> list[str]:
+    """The parameters this assessment used that differ from the shipped guideline, loudly
+    when any is outside its safe range (an unsafe override); nothing when there are none."""
+    overrides = assessment.parameter_overrides
+    if not overrides:
+        return []
+    unsafe = sum(o.unsafe for o in overrides)
+    head = (f"LOCAL PARAMETERS: {len(overrides)} differ from the shipped guideline"
+            + (f"; {unsafe} OUTSIDE the safe range (unsafe override)" if unsafe else ""))
+    return [head, *(f"  - {o.text()}" for o in overrides)]
+
+
 def assessment_text(assessment: Assessment) -> str:
     """The clinician-readable text output: risk group first, then items grouped by phase."""
     lines: list[str] = []
     who = assessment.patient_id or "(no patient id)"
     info = assessment.ruleset
     lines.append(f"Patient {who} — {info.name} {info.version} ({info.digest[:19]}…)")
+    lines.extend(local_parameter_lines(assessment))
     risk = assessment.risk
     lines.append(f"Risk group: {risk.group.value.upper().replace('_', ' ')}")
     lines.append(f"  features: {', '.join(risk.features) or 'none'}")

@@ -130,7 +130,7 @@ def _accepted(params: Mapping[str, ParameterSpec], name: str, value: Any, path: 
 
 
 def _unsafe_message(name: str, value: float, param: ParameterSpec) -> str:
-    why = f" ({param.safe_range_why.strip()})" if param.safe_range_why else ""
+    why = f" ({param.safe_range_why.strip().rstrip('.')})" if param.safe_range_why else ""
     return (f"`{name}` = {number(value)} {param.unit} is outside its safe range "
             f"{safe_range_text(param)}{why}; to use it anyway, state it as an unsafe "
             "override with a reason (overlay `unsafe_overrides`, `--unsafe-param` with "

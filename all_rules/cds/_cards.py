@@ -1,9 +1,10 @@
 """The service's own cards: what it says about the record rather than the guideline's items.
 
 Each is built from the FHIR mapping's result (``FhirFacts``): the diagnosis gate, a record
-that may be incomplete, values that were not used, a treatment phase that could not be
-determined, and local parameter values the assessment was made with. They name facts, resource ids and the reasons the mapping gives for searches
-and server outcomes — never a patient's values (docs/fhir.md, "The CDS Hooks service").
+that may be incomplete, values that were not used, and a treatment phase that could not be
+determined; one more says which local parameter values the assessment was made with. They
+name facts, resource ids and the reasons the mapping gives for searches and server
+outcomes — never a patient's values (docs/fhir.md, "The CDS Hooks service").
 """
 
 from __future__ import annotations

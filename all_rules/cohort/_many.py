@@ -14,7 +14,8 @@ from all_rules.engine._guideline import Guideline, validate_facts
 from all_rules.engine._select import Selection
 from all_rules.exceptions import EvaluationError, FieldError, InvalidFactsError
 from all_rules.facts import PatientFacts
-from all_rules.output import Assessment, RiskGroup
+from all_rules.output import Assessment, ParameterOverride, RiskGroup
+from all_rules.ruleset._parameters import parameter_overrides
 
 from ._records import record_to_facts
 
@@ -154,11 +155,15 @@ class CohortSummary:
         self.engine_errors = 0
         self.risk_groups: Counter[str] = Counter({g.value: 0 for g in RiskGroup})
         self.recommendations: Counter[str] = Counter(dict.fromkeys(rule_ids, 0))
+        self.parameter_overrides: list[ParameterOverride] = []
+        """The local parameter values every row was assessed with (none: shipped values)."""
 
     @classmethod
     def for_guideline(cls, guideline: Guideline) -> CohortSummary:
         ids = sorted({r.spec.id for r in guideline.ruleset.rules if r.spec.kind is not None})
-        return cls(ids)
+        summary = cls(ids)
+        summary.parameter_overrides = list(parameter_overrides(guideline.ruleset))
+        return summary
 
     def add(self, result: Result) -> None:
         self.patients += 1
@@ -196,12 +201,18 @@ class CohortSummary:
         self.recommendations.update(other.recommendations)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        """The counts; ``parameter_overrides`` (as in an assessment) when the cohort was
+        assessed with local parameter values."""
+        data: dict[str, Any] = {
             "patients": self.patients, "assessed": self.assessed, "invalid_rows": self.invalid,
             "engine_errors": self.engine_errors,
             "risk_groups": dict(sorted(self.risk_groups.items())),
             "recommendations": dict(sorted(self.recommendations.items())),
         }
+        if self.parameter_overrides:
+            data["parameter_overrides"] = [o.model_dump(mode="json")
+                                           for o in self.parameter_overrides]
+        return data
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2)
@@ -209,7 +220,8 @@ class CohortSummary:
     def table(self) -> str:
         """The summary as a plain-text table."""
         width = max([28, *(len(k) for k in self.recommendations)])
-        lines = [f"{'patients':<{width}} {self.patients:>10,}",
+        lines = [f"local parameter: {o.text()}" for o in self.parameter_overrides]
+        lines += [f"{'patients':<{width}} {self.patients:>10,}",
                  f"{'assessed':<{width}} {self.assessed:>10,}",
                  f"{'invalid rows':<{width}} {self.invalid:>10,}",
                  f"{'engine errors':<{width}} {self.engine_errors:>10,}", "",

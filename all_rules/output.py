@@ -189,15 +189,9 @@ class Assessment(_Out):
     patient_id: str | None
     ruleset: RulesetInfo
     parameter_overrides: tuple[ParameterOverride, ...] = ()
+    """Empty when the shipped values were used; ``to_dict``/``to_json`` then leave it out."""
     risk: Risk
     recommendations: tuple[Recommendation, ...]
-
-    @model_serializer(mode="wrap")
-    def _omit_no_overrides(self, handler: Any, info: SerializationInfo) -> dict[str, Any]:
-        data: dict[str, Any] = handler(self)
-        if not self.parameter_overrides:
-            data.pop("parameter_overrides", None)
-        return data
 
     def ids(self) -> list[str]:
         """The recommendation ids, in output order."""
@@ -222,8 +216,12 @@ class Assessment(_Out):
         return guideline.explain(facts, rule_id)
 
     def to_dict(self) -> dict[str, Any]:
-        """The JSON-ready dictionary described in docs/output.md."""
-        return self.model_dump(mode="json")
+        """The JSON-ready dictionary described in docs/output.md (``parameter_overrides``
+        left out when empty)."""
+        data: dict[str, Any] = self.model_dump(mode="json")
+        if not data["parameter_overrides"]:
+            del data["parameter_overrides"]
+        return data
 
     def to_json(self, indent: int | None = 2) -> str:
         """The JSON text the CLI prints (UTF-8, keys in docs/output.md order); ``indent=None`` gives

@@ -9,9 +9,9 @@ import pytest
 
 pytest.importorskip("starlette")
 
-from all_rules import Guideline, PatientFacts  # noqa: E402
-from all_rules.cds._answer import answer  # noqa: E402
-from all_rules.fhir import FhirFacts  # noqa: E402
+from all_rules import Guideline, PatientFacts
+from all_rules.cds._answer import answer
+from all_rules.fhir import FhirFacts
 
 FACTS = {"age_years": 12, "height_cm": 150, "weight_kg": 40, "lineage": "B",
          "ph_status": "negative", "phase": "induction"}

@@ -29,7 +29,8 @@ DOSES_PATIENT = {"age_years": 12, "height_cm": 190, "weight_kg": 95, "lineage": 
 
 def _vincristine(guideline: Guideline) -> Any:
     item = guideline.assess(DOSES_PATIENT).get("induction.four_drug_backbone")
-    assert item is not None and item.doses
+    assert item is not None
+    assert item.doses
     return next(d for d in item.doses if d.drug == "vincristine")
 
 
@@ -40,8 +41,10 @@ def test_every_shipped_parameter_has_a_safe_range_holding_its_value() -> None:
     hard limits, and its shipped value lies in it."""
     ruleset = load(RULESETS)
     for name, param in ruleset.parameters.items():
-        assert param.safe_min is not None and param.safe_max is not None, name
-        assert param.safe_range_why and len(param.safe_range_why) > 40, name
+        assert param.safe_min is not None, name
+        assert param.safe_max is not None, name
+        assert param.safe_range_why, name
+        assert len(param.safe_range_why) > 40, name
         assert param.safe_min <= param.value <= param.safe_max, name
         assert param.min is None or param.min <= param.safe_min, name
         assert param.max is None or param.safe_max <= param.max, name
@@ -176,12 +179,12 @@ def test_an_unsafe_override_with_a_reason_is_used_and_reported() -> None:
     """With a reason, a 2.5 mg cap is used (the dose is computed with it) and the
     assessment says so: shipped and local value, the safe range, unsafe, the reason."""
     shipped = _vincristine(Guideline.default())
-    assert shipped.cap == 2 and shipped.dose == 2
+    assert (shipped.cap, shipped.dose) == (2, 2)
     local = Guideline.load(unsafe_overrides={
         "vincristine_cap_mg": {"value": 2.5, "reason": "  protocol XY, committee 2026-01 "}})
     try:
         dose = _vincristine(local)
-        assert dose.cap == 2.5 and dose.dose == 2.5 and dose.capped
+        assert (dose.cap, dose.dose, dose.capped) == (2.5, 2.5, True)
         assessment = local.assess(DOSES_PATIENT)
         assert assessment.parameter_overrides == (ParameterOverride(
             name="vincristine_cap_mg", shipped=2, local=2.5, unit="mg", safe_min=1,

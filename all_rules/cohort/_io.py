@@ -28,6 +28,7 @@ import attrs
 from all_rules.engine._guideline import Guideline, validate_facts
 from all_rules.exceptions import EvaluationError, FieldError, InvalidFactsError
 from all_rules.facts import PatientFacts
+from all_rules.output import Assessment
 
 from ._guard import RunLock, guard_worker, remove_abandoned
 from ._many import (
@@ -230,7 +231,8 @@ def assess_chunk(chunk: Chunk, tables: bool, guideline: Guideline | None = None,
             continue
         result = assess_row(guideline, row, facts, cell_errors=errors)
         summary.add(result)
-        lines.append(result.model_dump_json())
+        lines.append(result.to_json(indent=None) if isinstance(result, Assessment)
+                     else result.to_json())
     if lines:
         lines.append("")  # the last line's newline, without copying the joined text again
     jsonl = "\n".join(lines).encode("utf-8")

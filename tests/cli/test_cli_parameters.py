@@ -126,13 +126,20 @@ def test_html_report_shows_the_local_parameters_section(
     assert 'id="local-parameters"' not in out
 
 
+@pytest.mark.parametrize("fmt", ["jsonl", "csv"])
 def test_cohort_rows_and_summary_carry_the_local_parameters(
-        capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    """`cohort` with an unsafe override: every JSON line lists it, and so do the summary JSON
-    and the summary table."""
-    source = tmp_path / "in.jsonl"
-    source.write_text("".join(json.dumps({"patient_id": f"p{i}", "age_years": 3 + i}) + "\n"
-                              for i in range(3)), encoding="utf-8")
+        capsys: pytest.CaptureFixture[str], tmp_path: Path, fmt: str) -> None:
+    """`cohort` with an unsafe override: every JSON line lists it (from JSON Lines input,
+    written directly; from CSV, through the models), and so do the summary JSON and the
+    summary table."""
+    source = tmp_path / f"in.{fmt}"
+    if fmt == "jsonl":
+        source.write_text("".join(json.dumps({"patient_id": f"p{i}", "age_years": 3 + i})
+                                  + "\n" for i in range(3)), encoding="utf-8")
+    else:
+        source.write_text("patient_id,age_years\n" + "".join(f"p{i},{3 + i}\n"
+                                                             for i in range(3)),
+                          encoding="utf-8")
     out, summary = tmp_path / "out.jsonl", tmp_path / "summary.json"
     code, table, _ = run(capsys, "cohort", str(source), "--out", str(out), "--workers", "1",
                          "--summary", str(summary), *UNSAFE_CAP)

@@ -18,6 +18,7 @@ from all_rules.ruleset._conditions import (
 )
 from all_rules.ruleset._factspec import FACTS
 from all_rules.ruleset._model import Rule, Ruleset
+from all_rules.ruleset._parameters import safe_range_text
 
 _WORDS = {"eq": "is", "ne": "is not", "gt": ">", "gte": "≥", "lt": "<", "lte": "≤"}
 
@@ -111,8 +112,10 @@ def describe_rule(rule: Rule, ruleset: Ruleset) -> list[str]:
         for name in params:
             param = ruleset.parameters[name]
             value = number(ruleset.values[name])
-            lines.append(f"    {name} = {value} {param.unit} — {param.description} "
-                         f"(source: {param.source})")
+            local = (f" (LOCAL value; shipped {number(param.value)} {param.unit})"
+                     if name in ruleset.overrides else "")
+            lines.append(f"    {name} = {value} {param.unit}{local} — {param.description} "
+                         f"(source: {param.source}; safe range: {safe_range_text(param)})")
     if spec.citations:
         lines.append("  citations:")
         for cited in spec.citations:

@@ -178,3 +178,23 @@ def test_diff_names_unsafe_overrides_per_side(capsys: pytest.CaptureFixture[str]
                        "--workers", "1", "--to-param", "vincristine_cap_mg=2.5")
     assert code == 2
     assert "outside its safe range 1–2 mg" in err
+
+
+def test_cohort_report_names_the_local_parameters() -> None:
+    """The cohort HTML report's overview lists each local parameter, unsafe ones marked,
+    with the shipped value and the reason (escaped)."""
+    from all_rules import Guideline
+    from all_rules.cohort import CohortSummary
+    from all_rules.report._cohort import cohort_page
+
+    local = Guideline.load(unsafe_overrides={
+        "vincristine_cap_mg": {"value": 2.5, "reason": "ours <b>"}})
+    try:
+        page = cohort_page(CohortSummary.for_guideline(local).to_dict(), local.ruleset)
+    finally:
+        local.close()
+    assert ("<dt>Local parameter (UNSAFE override)</dt><dd>vincristine_cap_mg = 2.5 mg "
+            "(shipped 2 mg); reason given: ours &lt;b&gt;</dd>") in page
+    shipped = Guideline.default()
+    assert "Local parameter" not in cohort_page(
+        CohortSummary.for_guideline(shipped).to_dict(), shipped.ruleset)

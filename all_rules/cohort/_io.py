@@ -276,7 +276,7 @@ class _Writer:
                 pa.schema([("row", pa.int64()), ("patient_id", pa.string()),
                            ("risk_group", pa.string()), ("features", pa.string()),
                            ("missing", pa.string()), ("recommendations", pa.int64()),
-                           ("error", pa.string())]),
+                           ("error", pa.string()), ("parameter_overrides", pa.string())]),
                 pa.schema([("row", pa.int64()), ("patient_id", pa.string()),
                            ("id", pa.string()), ("kind", pa.string()),
                            ("severity", pa.string()), ("phase", pa.string())]),

@@ -3,6 +3,7 @@ a ``RowError``, never a stop), ``table_rows`` (the two flat tables) and ``Cohort
 
 from __future__ import annotations
 
+import functools
 import json
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
@@ -88,10 +89,22 @@ def assess_row(guideline: Guideline, row: int, facts: Any, *,
         return RowError.of(row, patient_id, "engine", [FieldError("(engine)", str(error))])
 
 
-PatientRow = tuple[int, str | None, str | None, str | None, str | None, int, str | None]
+PatientRow = tuple[int, str | None, str | None, str | None, str | None, int, str | None,
+                   str | None]
 RecommendationRow = tuple[int, str | None, str, str, str, str]
 PATIENT_COLUMNS = ("row", "patient_id", "risk_group", "features", "missing",
-                   "recommendations", "error")
+                   "recommendations", "error", "parameter_overrides")
+
+
+@functools.cache
+def overrides_cell(overrides: tuple[ParameterOverride, ...]) -> str | None:
+    """The ``parameter_overrides`` cell of every row a guideline assessed: ``name=local``
+    joined with ``;``, ``UNSAFE`` after one outside its safe range; None for the shipped
+    values (the reasons are in the summary and the JSON)."""
+    if not overrides:
+        return None
+    return ";".join(f"{o.name}={o.local:g}" + (" UNSAFE" if o.unsafe else "")
+                    for o in overrides)
 RECOMMENDATION_COLUMNS = ("row", "patient_id", "id", "kind", "severity", "phase")
 
 
@@ -112,9 +125,10 @@ def table_rows(guideline: Guideline, row: int, facts: Any,
         except EvaluationError as error:
             outcome = RowError.of(row, patient_id, "engine",
                                   [FieldError("(engine)", str(error))])
+    local = overrides_cell(guideline.parameter_overrides)
     if isinstance(outcome, RowError):
         error_text = "; ".join(f"{e.field}: {e.message}" for e in outcome.errors)
-        return (row, patient_id, None, None, None, 0, error_text), [], outcome
+        return (row, patient_id, None, None, None, 0, error_text, local), [], outcome
     recommendations: list[RecommendationRow] = []
     for rule, _ in outcome.items:
         spec = rule.spec
@@ -124,7 +138,7 @@ def table_rows(guideline: Guideline, row: int, facts: Any,
         recommendations.append((row, patient_id, spec.id, spec.kind.value, spec.severity.value,
                                 spec.phase.value))
     patient = (row, patient_id, outcome.group, ";".join(outcome.features),
-               ";".join(outcome.missing), len(outcome.items), None)
+               ";".join(outcome.missing), len(outcome.items), None, local)
     return patient, recommendations, outcome
 
 

@@ -13,7 +13,13 @@ from pydantic import ValidationError
 
 from all_rules.exceptions import FieldError, InvalidFactsError, RulesetLoadError
 from all_rules.facts import PatientFacts, Plan
-from all_rules.output import Assessment, RulesetInfo, _trusted, provide_shipped_guideline
+from all_rules.output import (
+    Assessment,
+    ParameterOverride,
+    RulesetInfo,
+    _trusted,
+    provide_shipped_guideline,
+)
 from all_rules.ruleset._conditions import suggest
 from all_rules.ruleset._loader import load
 from all_rules.ruleset._model import Rule, Ruleset
@@ -138,6 +144,12 @@ class Guideline:
         ruleset = self.ruleset
         return _unpickle, (str(ruleset.directory.resolve()), ruleset.safe_overrides(),
                            ruleset.digest, ruleset.unsafe_overrides())
+
+    @property
+    def parameter_overrides(self) -> tuple[ParameterOverride, ...]:
+        """The parameters whose local value differs from the shipped one (every assessment
+        lists them); empty for the shipped values."""
+        return self._assembler.overrides
 
     def rule(self, rule_id: str) -> list[Rule]:
         """The rule (and its variants) with this id."""

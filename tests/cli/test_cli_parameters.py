@@ -198,3 +198,35 @@ def test_cohort_report_names_the_local_parameters() -> None:
     shipped = Guideline.default()
     assert "Local parameter" not in cohort_page(
         CohortSummary.for_guideline(shipped).to_dict(), shipped.ruleset)
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_cohort_tables_name_the_local_parameters_on_every_row(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path, fmt: str) -> None:
+    """The patients table has a `parameter_overrides` column: every row names the local
+    values (UNSAFE marked); it is empty with the shipped parameters."""
+    if fmt == "parquet":
+        pytest.importorskip("pyarrow")
+    import csv
+
+    source = tmp_path / "in.csv"
+    source.write_text("patient_id,age_years\np0,3\np1,x\n", encoding="utf-8")
+    out = tmp_path / f"out.{fmt}"
+    code, _, _ = run(capsys, "cohort", str(source), "--out", str(out), "--workers", "1",
+                     "--quiet", "--param", "dose_tolerance_percent=2", *UNSAFE_CAP)
+    assert code == 0
+    table = tmp_path / f"out.patients.{fmt}"
+    if fmt == "csv":
+        with table.open(encoding="utf-8", newline="") as handle:
+            rows = list(csv.DictReader(handle))
+    else:
+        import pyarrow.parquet as pq
+
+        rows = pq.read_table(table).to_pylist()
+    assert [r["parameter_overrides"] for r in rows] == [
+        "dose_tolerance_percent=2;vincristine_cap_mg=2.5 UNSAFE"] * 2
+    code, _, _ = run(capsys, "cohort", str(source), "--out", str(out), "--workers", "1",
+                     "--quiet")
+    if fmt == "csv":
+        with table.open(encoding="utf-8", newline="") as handle:
+            assert [r["parameter_overrides"] for r in csv.DictReader(handle)] == ["", ""]

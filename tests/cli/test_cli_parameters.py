@@ -174,6 +174,10 @@ def test_diff_names_unsafe_overrides_per_side(capsys: pytest.CaptureFixture[str]
     assert data["from"]["parameter_overrides"] == []
     assert data["to"]["parameter_overrides"][0]["reason"] == "ours"
     assert "vincristine_cap_mg=2.5 (UNSAFE override)" in table
+    from all_rules.report._diff import diff_page
+
+    page = diff_page(data).replace("<wbr>", "")
+    assert "vincristine_cap_mg = 2.5 (UNSAFE override: ours)" in page
     code, _, err = run(capsys, "diff", str(source), "--out", str(tmp_path / "d.jsonl"),
                        "--workers", "1", "--to-param", "vincristine_cap_mg=2.5")
     assert code == 2

@@ -100,8 +100,8 @@ class GuidelineSpec:
     rules: str | None = None
     overlay: str | None = None
     parameters: tuple[tuple[str, float], ...] = ()
-    unsafe: tuple[tuple[str, float, str], ...] = ()
-    """Unsafe overrides: name, value and the reason stated for it."""
+    unsafe: tuple[tuple[str, Any, Any], ...] = ()
+    """Unsafe overrides: name, value and the reason stated for it (checked on ``load``)."""
 
     def load(self) -> Guideline:
         if self.rules is None and self.overlay is None and not self.parameters \

@@ -141,7 +141,7 @@ def local_parameter_lines(assessment: Assessment) -> list[str]:
     if not overrides:
         return []
     unsafe = sum(o.unsafe for o in overrides)
-    head = (f"LOCAL PARAMETERS: {len(overrides)} differ from the shipped guideline"
+    head = (f"LOCAL PARAMETERS: {len(overrides)} value(s) differ from the shipped guideline"
             + (f"; {unsafe} OUTSIDE the safe range (unsafe override)" if unsafe else ""))
     return [head, *(f"  - {o.text()}" for o in overrides)]
 

@@ -100,8 +100,8 @@ def test_text_output_says_local_parameters_first(capsys: pytest.CaptureFixture[s
     code, out, _ = run(capsys, "assess", str(EXAMPLE), "--format", "text", *UNSAFE_CAP)
     assert code == 0
     lines = out.splitlines()
-    assert lines[1] == ("LOCAL PARAMETERS: 1 differ from the shipped guideline; 1 OUTSIDE the "
-                        "safe range (unsafe override)")
+    assert lines[1] == ("LOCAL PARAMETERS: 1 value(s) differ from the shipped guideline; "
+                        "1 OUTSIDE the safe range (unsafe override)")
     assert lines[2] == ("  - vincristine_cap_mg = 2.5 mg (shipped 2 mg; OUTSIDE its safe range "
                         "1–2 mg; reason given: protocol XY (committee 2026-01))")
     code, out, _ = run(capsys, "assess", str(EXAMPLE), "--format", "text")

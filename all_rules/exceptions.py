@@ -15,6 +15,7 @@ __all__ = [
     "EvaluationError",
     "FieldError",
     "InvalidFactsError",
+    "InvalidParameterError",
     "RulesetError",
     "RulesetIssue",
     "RulesetLoadError",
@@ -96,6 +97,20 @@ class RulesetValidationError(RulesetError):
         self.issues: tuple[RulesetIssue, ...] = tuple(issues)
         lines = "\n".join(f"  {i}" for i in self.issues)
         super().__init__(f"ruleset is invalid ({len(self.issues)} issue(s)):\n{lines}")
+
+
+class InvalidParameterError(RulesetValidationError, ValueError):
+    """A parameter override was refused: an unknown name, a value that is not a finite
+    number, outside the parameter's hard limits, or outside its safe range without being
+    stated as an unsafe override with a reason (docs/ruleset-format.md). Each issue names the
+    parameter, the value and the range. It is bad input, as ``InvalidFactsError`` is (a
+    ``ValueError``; the CLI exits 2), and a ``RulesetValidationError`` as before, so existing
+    ``except`` clauses keep working."""
+
+    def __init__(self, issues: Sequence[RulesetIssue]) -> None:
+        super().__init__(issues)
+        lines = "\n".join(f"  {i}" for i in self.issues)
+        self.args = (f"parameter override refused ({len(self.issues)} issue(s)):\n{lines}",)
 
 
 class EvaluationError(AllRulesError, RuntimeError):

@@ -19,6 +19,7 @@ __all__ = [
     "Evidence",
     "ItemPhase",
     "Kind",
+    "ParameterOverride",
     "Recommendation",
     "Risk",
     "RiskGroup",
@@ -148,11 +149,47 @@ class RulesetInfo(_Out):
     digest: str
 
 
+def _number(value: float) -> str:
+    if float(value).is_integer() and abs(value) < 1e15:
+        return str(int(value))
+    text = f"{value:.12f}".rstrip("0").rstrip(".")
+    return text if text not in ("0", "-0") else f"{value:.12g}"
+
+
+class ParameterOverride(_Out):
+    """A parameter whose local value differs from the shipped guideline's: the assessment
+    was made with the institution's threshold or dose, not the guideline's."""
+
+    name: str
+    shipped: float
+    local: float
+    unit: str
+    safe_min: float | None
+    safe_max: float | None
+    unsafe: bool
+    reason: str | None
+
+    def text(self) -> str:
+        """One line for people: ``vincristine_cap_mg = 2.5 mg (shipped 2 mg; OUTSIDE …)``."""
+        unit = f" {self.unit}" if self.unit else ""
+        line = (f"{self.name} = {_number(self.local)}{unit} (shipped "
+                f"{_number(self.shipped)}{unit}")
+        if self.unsafe:
+            bounds = ("none declared" if self.safe_min is None or self.safe_max is None else
+                      f"{_number(self.safe_min)}–{_number(self.safe_max)}{unit}")
+            line += f"; OUTSIDE its safe range {bounds}; reason given: {self.reason or '-'}"
+        elif self.reason:
+            line += f"; reason given: {self.reason}"
+        return line + ")"
+
+
 class Assessment(_Out):
     """The guideline's answer for one patient."""
 
     patient_id: str | None
     ruleset: RulesetInfo
+    parameter_overrides: tuple[ParameterOverride, ...] = ()
+    """Empty when the shipped values were used; ``to_dict``/``to_json`` then leave it out."""
     risk: Risk
     recommendations: tuple[Recommendation, ...]
 
@@ -179,8 +216,12 @@ class Assessment(_Out):
         return guideline.explain(facts, rule_id)
 
     def to_dict(self) -> dict[str, Any]:
-        """The JSON-ready dictionary described in docs/output.md."""
-        return self.model_dump(mode="json")
+        """The JSON-ready dictionary described in docs/output.md (``parameter_overrides``
+        left out when empty)."""
+        data: dict[str, Any] = self.model_dump(mode="json")
+        if not data["parameter_overrides"]:
+            del data["parameter_overrides"]
+        return data
 
     def to_json(self, indent: int | None = 2) -> str:
         """The JSON text the CLI prints (UTF-8, keys in docs/output.md order); ``indent=None`` gives
@@ -220,5 +261,6 @@ def _trusted(cls: type[_M], values: dict[str, Any]) -> _M:
 _M = TypeVar("_M", bound=BaseModel)
 _FIELDS_SET: dict[type[BaseModel], set[str]] = {
     model: set(model.model_fields)
-    for model in (Evidence, DoseLine, Recommendation, Risk, RulesetInfo, Assessment)
+    for model in (Evidence, DoseLine, Recommendation, Risk, RulesetInfo, ParameterOverride,
+                  Assessment)
 }

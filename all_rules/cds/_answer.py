@@ -4,8 +4,9 @@ The guideline's items become CDS Hooks cards with their reason, evidence and cit
 (order-sign: the plan alerts only). Before them come the service's own cards on the record
 (``_cards``): incomplete, treatment phase undetermined — whose phase-specific items are then
 withheld, since the facts hold the default phase rather than the record's — and values not
-used. A record without an active ALL diagnosis gets no guideline card, only what the
-clinician should know about why.
+used; then, when the guideline runs on local parameter values, a card listing them (each
+guideline card says so too). A record without an active ALL diagnosis gets no guideline
+card, only what the clinician should know about why.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from all_rules.output import Assessment, Recommendation
 from ._cards import (
     CARD_NAMESPACE,
     incomplete_card,
+    local_parameters_card,
+    local_parameters_line,
     no_diagnosis_card,
     phase_card,
     phase_specific,
@@ -37,13 +40,15 @@ def _summary(item: Recommendation) -> str:
     return text if len(text) <= _SUMMARY_MAX else text[:_SUMMARY_MAX - 1].rstrip() + "…"
 
 
-def _detail(item: Recommendation) -> str:
+def _detail(item: Recommendation, local: str | None = None) -> str:
     lines = [item.text, "", f"**Why:** {item.reason}", "", "**Evidence:**"]
     for e in item.evidence:
         source = f" — {e.source}" if e.source else ""
         lines.append(f"- {evidence_phrase(e.fact, e.value, e.test)}{source}")
     lines.append("")
     lines.append("**Citations:** " + ", ".join(f"[{c}]" for c in item.citations))
+    if local is not None:
+        lines += ["", local]
     return "\n".join(lines)
 
 
@@ -52,6 +57,7 @@ def cards(assessment: Assessment, hook_instance: str, docs_url: str,
     """The assessment's items as CDS Hooks cards (order-sign: the plan alerts only), but
     those in ``withhold``."""
     label = f"all-rules {assessment.ruleset.name} {assessment.ruleset.version}"
+    local = local_parameters_line(assessment.parameter_overrides)
     result = []
     for item in assessment.recommendations:
         if (only_alerts and item.kind.value != "alert") or item.id in withhold:
@@ -59,7 +65,7 @@ def cards(assessment: Assessment, hook_instance: str, docs_url: str,
         result.append({
             "uuid": str(uuid.uuid5(CARD_NAMESPACE, f"{hook_instance}:{item.id}")),
             "summary": _summary(item),
-            "detail": _detail(item),
+            "detail": _detail(item, local),
             "indicator": item.severity.value,
             "source": {"label": label, "url": docs_url,
                        "topic": {"system": "https://all-rules/rule", "code": item.id}},
@@ -112,5 +118,7 @@ def answer(assessment: Assessment, mapped: FhirFacts, hook_instance: str, only_a
            withheld: list[str], docs_url: str) -> list[dict[str, Any]]:
     """The cards of an assessed record: the notes on the record, then the guideline's
     cards but the ``withheld`` ones."""
+    local = local_parameters_card(hook_instance, assessment.parameter_overrides, docs_url)
     return notes(hook_instance, mapped, only_alerts, withheld, docs_url) + \
+        ([local] if local is not None else []) + \
         cards(assessment, hook_instance, docs_url, only_alerts, withhold=frozenset(withheld))

@@ -2,8 +2,9 @@
 
 Each is built from the FHIR mapping's result (``FhirFacts``): the diagnosis gate, a record
 that may be incomplete, values that were not used, and a treatment phase that could not be
-determined. They name facts, resource ids and the reasons the mapping gives for searches
-and server outcomes — never a patient's values (docs/fhir.md, "The CDS Hooks service").
+determined; one more says which local parameter values the assessment was made with. They
+name facts, resource ids and the reasons the mapping gives for searches and server
+outcomes — never a patient's values (docs/fhir.md, "The CDS Hooks service").
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from all_rules.fhir import Unmapped
-from all_rules.output import Recommendation
+from all_rules.output import ParameterOverride, Recommendation
 
 CARD_NAMESPACE = uuid.UUID("6d1c8e0e-4a8f-4b7e-9f43-8a1f0e2d5c11")
 _LISTED = 5
@@ -133,3 +134,36 @@ def phase_card(hook_instance: str, unmapped: Iterable[Unmapped], withheld: list[
     return _card(hook_instance, "phase-undetermined",
                  "ALL guideline: treatment phase not determined; phase-specific advice withheld",
                  detail, "warning", docs_url)
+
+
+def local_parameters_line(overrides: Iterable[ParameterOverride]) -> str | None:
+    """The line each guideline card ends with when local parameters were used, or None."""
+    found = list(overrides)
+    if not found:
+        return None
+    unsafe = [o.name for o in found if o.unsafe]
+    names = ", ".join(f"`{o.name}`" for o in found)
+    return (f"**Local parameters:** made with {len(found)} value(s) that differ from the "
+            f"shipped guideline ({names})"
+            + (f"; OUTSIDE the safe range: {', '.join(f'`{n}`' for n in unsafe)}"
+               if unsafe else "") + ". See the card on local parameters.")
+
+
+def local_parameters_card(hook_instance: str, overrides: Iterable[ParameterOverride],
+                          docs_url: str) -> dict[str, Any] | None:
+    """The assessment used parameters that differ from the shipped guideline: each with the
+    shipped and local value, and the reason of an unsafe override (a critical card), or
+    None when it used the shipped values."""
+    found = list(overrides)
+    if not found:
+        return None
+    unsafe = sum(o.unsafe for o in found)
+    summary = ("ALL guideline: local parameters in use"
+               + (f"; {unsafe} OUTSIDE the safe range" if unsafe else
+                  "; thresholds or doses differ from the guideline"))
+    detail = ("The recommendations were made with parameter values that differ from the "
+              "shipped guideline (an institution's overlay or settings). Check them before "
+              "relying on thresholds and doses:\n\n"
+              + "\n".join(f"- {o.text()}" for o in found))
+    return _card(hook_instance, "local-parameters", summary, detail,
+                 "critical" if unsafe else "warning", docs_url)

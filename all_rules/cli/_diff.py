@@ -12,8 +12,11 @@ from all_rules.cohort._io import GuidelineSpec
 from all_rules.cohort._read import CohortInputError
 from all_rules.ruleset._versions import UnknownVersionError, version_digests, version_directory
 
+from ._params import add_unsafe_options, unsafe_overrides
+
 
 def add_diff_parser(commands: Any, parameter: Any, workers: int) -> None:
+    """``diff``'s options; ``parameter`` parses ``NAME=VALUE`` (``_params.parameter``)."""
     diff = commands.add_parser(
         "diff", help="what changes between two guidelines, patient by patient",
         description="Assess every row under two guidelines (default: the shipped one on both "
@@ -33,6 +36,7 @@ def add_diff_parser(commands: Any, parameter: Any, workers: int) -> None:
                           help=f"override one parameter on the `{side}` side (repeatable)")
     diff.add_argument("--param", metavar="NAME=VALUE", type=parameter, action="append",
                       default=[], help="override one parameter on both sides (repeatable)")
+    add_unsafe_options(diff, ("", "from-", "to-"))
     diff.add_argument("--input-format", choices=("csv", "jsonl", "parquet"))
     diff.add_argument("--workers", type=int, default=workers,
                       help="worker processes, at most the usable cores (default: all of them)")
@@ -62,7 +66,7 @@ def rules_versions(args: argparse.Namespace) -> int:
 
 
 def _spec(rules: str | None, overlay: Path | None,
-          params: list[tuple[str, float]]) -> GuidelineSpec:
+          params: list[tuple[str, float]], unsafe: dict[str, dict[str, Any]]) -> GuidelineSpec:
     directory: str | None = None
     if rules is not None:
         if Path(rules).is_dir():
@@ -74,7 +78,19 @@ def _spec(rules: str | None, overlay: Path | None,
                 raise CohortInputError(f"{rules}: not a ruleset directory, and {error}"
                                        ) from None
     return GuidelineSpec(directory, str(overlay) if overlay else None,
-                         tuple(sorted(dict(params).items())))
+                         tuple(sorted(dict(params).items())),
+                         tuple(sorted((name, item["value"], item["reason"])
+                                      for name, item in unsafe.items())))
+
+
+def _unsafe_sides(args: argparse.Namespace) -> tuple[dict[str, dict[str, Any]],
+                                                     dict[str, dict[str, Any]]]:
+    """The unsafe overrides of the `from` and `to` sides (``--unsafe-param`` on both)."""
+    given = bool(args.unsafe_param or args.from_unsafe_param or args.to_unsafe_param)
+    return (unsafe_overrides([*args.unsafe_param, *args.from_unsafe_param],
+                             args.unsafe_reason, given),
+            unsafe_overrides([*args.unsafe_param, *args.to_unsafe_param],
+                             args.unsafe_reason, given))
 
 
 def output_paths(args: argparse.Namespace) -> list[Path]:
@@ -100,8 +116,9 @@ def run(args: argparse.Namespace, usable_cores: int, progress_bar: Any) -> int:
         sys.stderr.write(f"all-rules: note: --workers {args.workers} on {usable_cores} usable "
                          f"cores: running {usable_cores}\n")
         args.workers = usable_cores
-    old = _spec(args.from_rules, args.from_overlay, [*args.param, *args.from_param])
-    new = _spec(args.to_rules, args.to_overlay, [*args.param, *args.to_param])
+    old_unsafe, new_unsafe = _unsafe_sides(args)
+    old = _spec(args.from_rules, args.from_overlay, [*args.param, *args.from_param], old_unsafe)
+    new = _spec(args.to_rules, args.to_overlay, [*args.param, *args.to_param], new_unsafe)
     check_output_name(args.out)
     # File safety as for cohort: no output may be the input (by name or link), a directory,
     # or another output; checked before anything is read or written.

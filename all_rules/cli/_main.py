@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from all_rules import __version__
 from all_rules.cohort._read import CohortInputError
-from all_rules.cohort._records import record_value
 from all_rules.engine._guideline import Guideline
 from all_rules.engine._input import (
     DEFAULT_LIMIT,
@@ -31,6 +30,7 @@ from all_rules.engine._input import (
 from all_rules.exceptions import (
     AllRulesError,
     InvalidFactsError,
+    InvalidParameterError,
     RulesetLoadError,
     RulesetValidationError,
     UnreadableInputError,
@@ -41,6 +41,7 @@ from all_rules.report._describe import assessment_text, catalogue_markdown, desc
 from all_rules.ruleset._loader import check
 
 from . import _diff
+from ._params import add_unsafe_options, parameter, unsafe_overrides
 
 if TYPE_CHECKING:
     from all_rules.cohort._io import CohortRun, GuidelineSpec
@@ -50,17 +51,6 @@ EXIT_OK, EXIT_ERROR, EXIT_INVALID_INPUT = 0, 1, 2
 
 class _InputError(Exception):
     """Input that cannot be read as one patient (exit 2)."""
-
-
-def _parameter(text: str) -> tuple[str, float]:
-    name, sep, value = text.partition("=")
-    if not sep:
-        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {excerpt(text)}")
-    try:  # strictly: plain finite decimals, as in a CSV cell (no nan, inf, 4_0)
-        return name.strip(), float(record_value("float", value))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{excerpt(name)}: not a finite number: "
-                                         f"{excerpt(value)}") from None
 
 
 def _byte_count(text: str) -> int:
@@ -74,8 +64,10 @@ def _add_ruleset_options(parser: argparse.ArgumentParser) -> None:
                         help="ruleset directory (default: the shipped guideline)")
     parser.add_argument("--overlay", metavar="FILE", type=Path,
                         help="institution overlay: a YAML file of parameter overrides")
-    parser.add_argument("--param", metavar="NAME=VALUE", type=_parameter, action="append",
-                        default=[], help="override one parameter (repeatable)")
+    parser.add_argument("--param", metavar="NAME=VALUE", type=parameter, action="append",
+                        default=[], help="override one parameter within its safe range "
+                                         "(repeatable)")
+    add_unsafe_options(parser)
 
 
 def _add_input_limit_option(parser: argparse.ArgumentParser) -> None:
@@ -97,7 +89,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_explain_parser(commands)
     _add_rules_parser(commands)
     _add_cohort_parser(commands)
-    _diff.add_diff_parser(commands, _parameter, _usable_cores())
+    _diff.add_diff_parser(commands, parameter, _usable_cores())
     _add_synth_parser(commands)
     _add_serve_parser(commands)
     _add_schema_parser(commands)
@@ -196,9 +188,15 @@ def _add_schema_parser(commands: Any) -> None:
 
 def _guideline(args: argparse.Namespace) -> Guideline:
     params = dict(args.param)
-    if args.rules is None and args.overlay is None and not params:
+    unsafe = _unsafe_of(args)
+    if args.rules is None and args.overlay is None and not params and not unsafe:
         return Guideline.default()
-    return Guideline.load(args.rules, parameters=params, overlay=args.overlay)
+    return Guideline.load(args.rules, parameters=params, overlay=args.overlay,
+                          unsafe_overrides=unsafe)
+
+
+def _unsafe_of(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
+    return unsafe_overrides(args.unsafe_param, args.unsafe_reason)
 
 
 def _read_patient(source: str, limit: int | None) -> Any:
@@ -332,7 +330,9 @@ def _cohort_spec(args: argparse.Namespace) -> GuidelineSpec:
 
     return GuidelineSpec(str(args.rules) if args.rules else None,
                          str(args.overlay) if args.overlay else None,
-                         tuple(sorted(dict(args.param).items())))
+                         tuple(sorted(dict(args.param).items())),
+                         tuple(sorted((name, item["value"], item["reason"])
+                                      for name, item in _unsafe_of(args).items())))
 
 
 def _cohort_progress(args: argparse.Namespace) -> _Progress | None:
@@ -563,6 +563,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (_InputError, CohortInputError, UnreadableInputError) as error:
         _fail(str(error), EXIT_INVALID_INPUT)
     except InvalidFactsError as error:
+        _fail(str(error), EXIT_INVALID_INPUT)
+    except InvalidParameterError as error:  # a refused override is input to this command
         _fail(str(error), EXIT_INVALID_INPUT)
     except (RulesetValidationError, RulesetLoadError) as error:
         _fail(str(error), _ruleset_exit(args, error))

@@ -28,6 +28,7 @@ import attrs
 from all_rules.engine._guideline import Guideline, validate_facts
 from all_rules.exceptions import EvaluationError, FieldError, InvalidFactsError
 from all_rules.facts import PatientFacts
+from all_rules.output import Assessment
 
 from ._guard import RunLock, guard_worker, remove_abandoned
 from ._many import (
@@ -99,12 +100,17 @@ class GuidelineSpec:
     rules: str | None = None
     overlay: str | None = None
     parameters: tuple[tuple[str, float], ...] = ()
+    unsafe: tuple[tuple[str, Any, Any], ...] = ()
+    """Unsafe overrides: name, value and the reason stated for it (checked on ``load``)."""
 
     def load(self) -> Guideline:
-        if self.rules is None and self.overlay is None and not self.parameters:
+        if self.rules is None and self.overlay is None and not self.parameters \
+                and not self.unsafe:
             return Guideline.default()
         return Guideline.load(self.rules, parameters=dict(self.parameters),
-                              overlay=self.overlay)
+                              overlay=self.overlay, unsafe_overrides={
+                                  name: {"value": value, "reason": reason}
+                                  for name, value, reason in self.unsafe})
 
 
 # --- assessing a chunk (in any process) ----------------------------------------------------
@@ -225,7 +231,8 @@ def assess_chunk(chunk: Chunk, tables: bool, guideline: Guideline | None = None,
             continue
         result = assess_row(guideline, row, facts, cell_errors=errors)
         summary.add(result)
-        lines.append(result.model_dump_json())
+        lines.append(result.to_json(indent=None) if isinstance(result, Assessment)
+                     else result.to_json())
     if lines:
         lines.append("")  # the last line's newline, without copying the joined text again
     jsonl = "\n".join(lines).encode("utf-8")
@@ -269,7 +276,7 @@ class _Writer:
                 pa.schema([("row", pa.int64()), ("patient_id", pa.string()),
                            ("risk_group", pa.string()), ("features", pa.string()),
                            ("missing", pa.string()), ("recommendations", pa.int64()),
-                           ("error", pa.string())]),
+                           ("error", pa.string()), ("parameter_overrides", pa.string())]),
                 pa.schema([("row", pa.int64()), ("patient_id", pa.string()),
                            ("id", pa.string()), ("kind", pa.string()),
                            ("severity", pa.string()), ("phase", pa.string())]),

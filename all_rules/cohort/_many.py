@@ -3,6 +3,7 @@ a ``RowError``, never a stop), ``table_rows`` (the two flat tables) and ``Cohort
 
 from __future__ import annotations
 
+import functools
 import json
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
@@ -14,7 +15,8 @@ from all_rules.engine._guideline import Guideline, validate_facts
 from all_rules.engine._select import Selection
 from all_rules.exceptions import EvaluationError, FieldError, InvalidFactsError
 from all_rules.facts import PatientFacts
-from all_rules.output import Assessment, RiskGroup
+from all_rules.output import Assessment, ParameterOverride, RiskGroup
+from all_rules.ruleset._parameters import parameter_overrides
 
 from ._records import record_to_facts
 
@@ -87,10 +89,22 @@ def assess_row(guideline: Guideline, row: int, facts: Any, *,
         return RowError.of(row, patient_id, "engine", [FieldError("(engine)", str(error))])
 
 
-PatientRow = tuple[int, str | None, str | None, str | None, str | None, int, str | None]
+PatientRow = tuple[int, str | None, str | None, str | None, str | None, int, str | None,
+                   str | None]
 RecommendationRow = tuple[int, str | None, str, str, str, str]
 PATIENT_COLUMNS = ("row", "patient_id", "risk_group", "features", "missing",
-                   "recommendations", "error")
+                   "recommendations", "error", "parameter_overrides")
+
+
+@functools.cache
+def overrides_cell(overrides: tuple[ParameterOverride, ...]) -> str | None:
+    """The ``parameter_overrides`` cell of every row a guideline assessed: ``name=local``
+    joined with ``;``, ``UNSAFE`` after one outside its safe range; None for the shipped
+    values (the reasons are in the summary and the JSON)."""
+    if not overrides:
+        return None
+    return ";".join(f"{o.name}={o.local:g}" + (" UNSAFE" if o.unsafe else "")
+                    for o in overrides)
 RECOMMENDATION_COLUMNS = ("row", "patient_id", "id", "kind", "severity", "phase")
 
 
@@ -111,9 +125,10 @@ def table_rows(guideline: Guideline, row: int, facts: Any,
         except EvaluationError as error:
             outcome = RowError.of(row, patient_id, "engine",
                                   [FieldError("(engine)", str(error))])
+    local = overrides_cell(guideline.parameter_overrides)
     if isinstance(outcome, RowError):
         error_text = "; ".join(f"{e.field}: {e.message}" for e in outcome.errors)
-        return (row, patient_id, None, None, None, 0, error_text), [], outcome
+        return (row, patient_id, None, None, None, 0, error_text, local), [], outcome
     recommendations: list[RecommendationRow] = []
     for rule, _ in outcome.items:
         spec = rule.spec
@@ -123,7 +138,7 @@ def table_rows(guideline: Guideline, row: int, facts: Any,
         recommendations.append((row, patient_id, spec.id, spec.kind.value, spec.severity.value,
                                 spec.phase.value))
     patient = (row, patient_id, outcome.group, ";".join(outcome.features),
-               ";".join(outcome.missing), len(outcome.items), None)
+               ";".join(outcome.missing), len(outcome.items), None, local)
     return patient, recommendations, outcome
 
 
@@ -154,11 +169,15 @@ class CohortSummary:
         self.engine_errors = 0
         self.risk_groups: Counter[str] = Counter({g.value: 0 for g in RiskGroup})
         self.recommendations: Counter[str] = Counter(dict.fromkeys(rule_ids, 0))
+        self.parameter_overrides: list[ParameterOverride] = []
+        """The local parameter values every row was assessed with (none: shipped values)."""
 
     @classmethod
     def for_guideline(cls, guideline: Guideline) -> CohortSummary:
         ids = sorted({r.spec.id for r in guideline.ruleset.rules if r.spec.kind is not None})
-        return cls(ids)
+        summary = cls(ids)
+        summary.parameter_overrides = list(parameter_overrides(guideline.ruleset))
+        return summary
 
     def add(self, result: Result) -> None:
         self.patients += 1
@@ -196,12 +215,18 @@ class CohortSummary:
         self.recommendations.update(other.recommendations)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        """The counts; ``parameter_overrides`` (as in an assessment) when the cohort was
+        assessed with local parameter values."""
+        data: dict[str, Any] = {
             "patients": self.patients, "assessed": self.assessed, "invalid_rows": self.invalid,
             "engine_errors": self.engine_errors,
             "risk_groups": dict(sorted(self.risk_groups.items())),
             "recommendations": dict(sorted(self.recommendations.items())),
         }
+        if self.parameter_overrides:
+            data["parameter_overrides"] = [o.model_dump(mode="json")
+                                           for o in self.parameter_overrides]
+        return data
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2)
@@ -209,7 +234,8 @@ class CohortSummary:
     def table(self) -> str:
         """The summary as a plain-text table."""
         width = max([28, *(len(k) for k in self.recommendations)])
-        lines = [f"{'patients':<{width}} {self.patients:>10,}",
+        lines = [f"local parameter: {o.text()}" for o in self.parameter_overrides]
+        lines += [f"{'patients':<{width}} {self.patients:>10,}",
                  f"{'assessed':<{width}} {self.assessed:>10,}",
                  f"{'invalid rows':<{width}} {self.invalid:>10,}",
                  f"{'engine errors':<{width}} {self.engine_errors:>10,}", "",

@@ -36,20 +36,24 @@ def _assess_partition(partition: pd.DataFrame, first_row: int,
 
 
 def assess_dask(frame: dd.DataFrame, *, rules: str | None = None, overlay: str | None = None,
-                parameters: Mapping[str, float] | None = None
+                parameters: Mapping[str, float] | None = None,
+                unsafe_overrides: Mapping[str, Mapping[str, Any]] | None = None,
                 ) -> tuple[dd.DataFrame, dd.DataFrame]:
     """Lazy (patients, recommendations) frames for a Dask DataFrame of patient facts.
 
     Compute both at once (``dask.compute(patients, recommendations)``) so that each
-    partition is assessed once. ``rules``, ``overlay`` and ``parameters`` select the
-    guideline as ``Guideline.load`` does; workers load it once each.
+    partition is assessed once. ``rules``, ``overlay``, ``parameters`` and
+    ``unsafe_overrides`` select the guideline as ``Guideline.load`` does; workers load it
+    once each.
     """
     try:
         import dask.dataframe as dd
         from dask.delayed import delayed
     except ImportError:
         raise ImportError("Dask support needs: pip install 'all-rules[dask]'") from None
-    spec = GuidelineSpec(rules, overlay, tuple(sorted((parameters or {}).items())))
+    spec = GuidelineSpec(rules, overlay, tuple(sorted((parameters or {}).items())),
+                         tuple((name, item.get("value"), item.get("reason"))
+                               for name, item in sorted((unsafe_overrides or {}).items())))
     spec.load()  # refuse an invalid ruleset or overlay here, not on every worker
     source: Any = frame  # dask's own annotations are partial
     lengths = source.map_partitions(len).compute()

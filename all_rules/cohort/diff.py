@@ -19,6 +19,7 @@ import attrs
 from all_rules.engine._guideline import Guideline, validate_facts
 from all_rules.exceptions import EvaluationError, FieldError, InvalidFactsError
 from all_rules.facts import PatientFacts
+from all_rules.ruleset._parameters import parameter_overrides
 
 from ._many import RowError, _all_errors, _patient_id
 from ._records import record_to_facts, unknown_columns
@@ -271,7 +272,9 @@ class DiffSummary:
             ruleset = guideline.ruleset
             return {"name": ruleset.name, "version": ruleset.version,
                     "digest": ruleset.digest, "overrides": dict(sorted(
-                        ruleset.overrides.items()))}
+                        ruleset.overrides.items())),
+                    "parameter_overrides": [o.model_dump(mode="json")
+                                            for o in parameter_overrides(ruleset)]}
         return cls(info(old), info(new))
 
     def add_unchanged(self) -> None:

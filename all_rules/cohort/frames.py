@@ -41,7 +41,7 @@ def _typed(patients: pd.DataFrame, recommendations: pd.DataFrame
     patients = patients.astype({"row": "int64", "recommendations": "int64",
                                 "patient_id": "object", "risk_group": "object",
                                 "features": "object", "missing": "object",
-                                "error": "object"})
+                                "error": "object", "parameter_overrides": "object"})
     recommendations = recommendations.astype({"row": "int64", "patient_id": "object",
                                               "id": "object", "kind": "object",
                                               "severity": "object", "phase": "object"})

@@ -22,6 +22,7 @@ from all_rules.output import (
     _trusted,
 )
 from all_rules.ruleset._model import Rule, Ruleset
+from all_rules.ruleset._parameters import parameter_overrides
 
 from . import _select, _wording
 from ._compile import Fired
@@ -43,7 +44,8 @@ class Assembler:
         self.groups, self.rules = rule_table(ruleset)
         self._evidence_models = Memo(CACHE_LIMIT)
         self._item_models = Memo(ITEM_CACHE_LIMIT)
-        self._json = JsonWriter(info, ruleset.values, self.rules)
+        self.overrides = parameter_overrides(ruleset)
+        self._json = JsonWriter(info, ruleset.values, self.rules, self.overrides)
 
     def select(self, fired: list[Fired]) -> Selection:
         """What the fired rules conclude (see ``_select``)."""
@@ -64,6 +66,7 @@ class Assembler:
         return _trusted(Assessment, {
             "patient_id": prepared.patient_id,
             "ruleset": self.info,
+            "parameter_overrides": self.overrides,
             "risk": _trusted(Risk, {"group": RiskGroup(selection.group),
                                     "features": selection.features,
                                     "missing": selection.missing}),

@@ -13,7 +13,13 @@ from pydantic import ValidationError
 
 from all_rules.exceptions import FieldError, InvalidFactsError, RulesetLoadError
 from all_rules.facts import PatientFacts, Plan
-from all_rules.output import Assessment, RulesetInfo, _trusted, provide_shipped_guideline
+from all_rules.output import (
+    Assessment,
+    ParameterOverride,
+    RulesetInfo,
+    _trusted,
+    provide_shipped_guideline,
+)
 from all_rules.ruleset._conditions import suggest
 from all_rules.ruleset._loader import load
 from all_rules.ruleset._model import Rule, Ruleset
@@ -92,9 +98,16 @@ class Guideline:
     @classmethod
     def load(cls, directory: str | Path | None = None, *,
              parameters: Mapping[str, float] | None = None,
-             overlay: str | Path | None = None, version: str | None = None) -> Guideline:
+             overlay: str | Path | None = None, version: str | None = None,
+             unsafe_overrides: Mapping[str, Mapping[str, Any]] | None = None) -> Guideline:
         """Load a ruleset directory (default: the shipped guideline), with institution
         parameter overrides given directly and/or as an overlay YAML file.
+
+        ``parameters`` must lie in each parameter's safe range; a value outside it is
+        refused (InvalidParameterError, naming the parameter, the value and the range)
+        unless given in ``unsafe_overrides`` as ``{name: {"value": x, "reason": "…"}}``,
+        which needs a non-empty reason and stays within the hard limits. Every assessment
+        lists the overrides in ``parameter_overrides`` (docs/ruleset-format.md).
 
         ``version`` loads a shipped version instead of a directory (``all-rules rules
         versions`` lists them); UnknownVersionError for one that is not shipped."""
@@ -105,7 +118,7 @@ class Guideline:
 
             directory = version_directory(version)
         return cls(load(Path(directory) if directory is not None else None, parameters,
-                        Path(overlay) if overlay is not None else None))
+                        Path(overlay) if overlay is not None else None, unsafe_overrides))
 
     @classmethod
     def default(cls) -> Guideline:
@@ -129,8 +142,14 @@ class Guideline:
         its files changed since. So ``pool.map(guideline.assess_json, patients)`` works
         with any start method."""
         ruleset = self.ruleset
-        return _unpickle, (str(ruleset.directory.resolve()), dict(ruleset.overrides),
-                           ruleset.digest)
+        return _unpickle, (str(ruleset.directory.resolve()), ruleset.safe_overrides(),
+                           ruleset.digest, ruleset.unsafe_overrides())
+
+    @property
+    def parameter_overrides(self) -> tuple[ParameterOverride, ...]:
+        """The parameters whose local value differs from the shipped one (every assessment
+        lists them); empty for the shipped values."""
+        return self._assembler.overrides
 
     def rule(self, rule_id: str) -> list[Rule]:
         """The rule (and its variants) with this id."""
@@ -198,7 +217,7 @@ class Guideline:
 
 
 _default_lock = threading.Lock()
-_unpickled: dict[tuple[str, str], Guideline] = {}
+_unpickled: dict[tuple[str, str, str], Guideline] = {}
 
 
 def _new_lock_after_fork() -> None:
@@ -209,18 +228,21 @@ def _new_lock_after_fork() -> None:
 os.register_at_fork(after_in_child=_new_lock_after_fork)
 
 
-def _unpickle(directory: str, overrides: dict[str, float], digest: str) -> Guideline:
-    """The guideline a pickle names: loaded once per process and digest, then reused."""
+def _unpickle(directory: str, overrides: dict[str, float], digest: str,
+              unsafe: dict[str, dict[str, Any]] | None = None) -> Guideline:
+    """The guideline a pickle names: loaded once per process and digest (and unsafe
+    overrides with their reasons), then reused."""
+    key = (directory, digest, repr(sorted((unsafe or {}).items())))
     with _default_lock:
-        found = _unpickled.get((directory, digest))
+        found = _unpickled.get(key)
         if found is None:
-            found = Guideline.load(directory, parameters=overrides)
+            found = Guideline.load(directory, parameters=overrides, unsafe_overrides=unsafe)
             if found.ruleset.digest != digest:
                 found.close()
                 raise RulesetLoadError(directory, None, "the ruleset changed since this "
                                        f"guideline was pickled ({digest[:19]}…, now "
                                        f"{found.ruleset.digest[:19]}…)")
-            _unpickled[(directory, digest)] = found
+            _unpickled[key] = found
         return found
 
 

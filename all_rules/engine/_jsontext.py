@@ -15,7 +15,7 @@ from typing import Any
 
 import attrs
 
-from all_rules.output import RulesetInfo
+from all_rules.output import ParameterOverride, RulesetInfo
 from all_rules.ruleset._model import Rule
 
 from . import _format, _wording
@@ -35,10 +35,11 @@ class JsonWriter:
     """Writes one guideline's assessments as compact JSON text."""
 
     def __init__(self, info: RulesetInfo, parameters: Mapping[str, float],
-                 rules: Mapping[str, RuleInfo]) -> None:
+                 rules: Mapping[str, RuleInfo],
+                 overrides: tuple[ParameterOverride, ...] = ()) -> None:
         self.parameters = parameters
         self.rules = rules
-        self._header = f'"ruleset":{info.model_dump_json()},'
+        self._header = f'"ruleset":{info.model_dump_json()},' + overrides_json(overrides)
         self._evidence_json = Memo(CACHE_LIMIT)
         self._item_json = Memo(ITEM_CACHE_LIMIT)
         self._skeletons = Memo(ITEM_CACHE_LIMIT)
@@ -128,6 +129,21 @@ class JsonWriter:
             (fact, test, typed(value)),
             lambda: f'{{"fact":{dumps(fact)},"value":{dumps(value)},"test":{dumps(test)}}}')
         return text
+
+
+def overrides_json(overrides: tuple[ParameterOverride, ...]) -> str:
+    """``"parameter_overrides":[…],`` as ``Assessment.to_json`` writes it, or nothing when
+    the guideline runs on its shipped values (the field is then left out)."""
+    if not overrides:
+        return ""
+    items = ",".join(
+        f'{{"name":{json_string(o.name)},"shipped":{value_json(o.shipped)},'
+        f'"local":{value_json(o.local)},"unit":{json_string(o.unit)},'
+        f'"safe_min":{value_json(o.safe_min)},"safe_max":{value_json(o.safe_max)},'
+        f'"unsafe":{"true" if o.unsafe else "false"},'
+        f'"reason":{"null" if o.reason is None else json_string(o.reason)}}}'
+        for o in overrides)
+    return f'"parameter_overrides":[{items}],'
 
 
 class _Marker(str):

@@ -14,7 +14,9 @@ def _who(info: dict[str, Any]) -> str:
         return "?"
     text = f"{info['name']} {info['version']} ({info['digest'][:19]}…)"
     if info.get("overrides"):
-        text += " with " + ", ".join(f"{k}={v:g}" for k, v in info["overrides"].items())
+        unsafe = {o["name"] for o in info.get("parameter_overrides", ()) if o.get("unsafe")}
+        text += " with " + ", ".join(f"{k}={v:g}" + (" (UNSAFE override)" if k in unsafe else "")
+                                     for k, v in info["overrides"].items())
     return text
 
 

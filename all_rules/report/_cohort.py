@@ -96,6 +96,10 @@ def cohort_page(summary: Mapping[str, Any], ruleset: Ruleset, *, source: str = "
         ("Invalid rows", f"{int(summary.get('invalid_rows', 0)):,}"),
         ("Engine errors", f"{int(summary.get('engine_errors', 0)):,}"),
         ("Ruleset", f"{ruleset.name} {ruleset.version}"),
+        *((f"Local parameter{' (UNSAFE override)' if o['unsafe'] else ''}",
+           f"{o['name']} = {o['local']:g} {o['unit']} (shipped {o['shipped']:g} {o['unit']})"
+           + (f"; reason given: {o['reason']}" if o.get("reason") else ""))
+          for o in summary.get("parameter_overrides", ())),
     ])
     order = [g for g in _GROUP_ORDER if g in groups] + sorted(set(groups) - set(_GROUP_ORDER))
     group_svg = bar_chart(order, [float(groups[g]) for g in order],

@@ -19,6 +19,7 @@ from all_rules.ruleset._conditions import (
 )
 from all_rules.ruleset._factspec import FACTS
 from all_rules.ruleset._model import Rule, Ruleset
+from all_rules.ruleset._parameters import safe_range_text
 
 _WORDS = {"eq": "is", "ne": "is not", "gt": ">", "gte": "≥", "lt": "<", "lte": "≤"}
 
@@ -146,8 +147,10 @@ def describe_rule(rule: Rule, ruleset: Ruleset) -> list[str]:
         for name in params:
             param = ruleset.parameters[name]
             value = number(ruleset.values[name])
-            lines.append(f"    {name} = {value} {param.unit} — {param.description} "
-                         f"(source: {param.source})")
+            local = (f" (LOCAL value; shipped {number(param.value)} {param.unit})"
+                     if name in ruleset.overrides else "")
+            lines.append(f"    {name} = {value} {param.unit}{local} — {param.description} "
+                         f"(source: {param.source}; safe range: {safe_range_text(param)})")
     if spec.citations:
         lines.append("  citations:")
         for cited in spec.citations:
@@ -166,12 +169,25 @@ _PHASE_TITLES = {
 }
 
 
+def local_parameter_lines(assessment: Assessment) -> list[str]:
+    """The parameters this assessment used that differ from the shipped guideline, loudly
+    when any is outside its safe range (an unsafe override); nothing when there are none."""
+    overrides = assessment.parameter_overrides
+    if not overrides:
+        return []
+    unsafe = sum(o.unsafe for o in overrides)
+    head = (f"LOCAL PARAMETERS: {len(overrides)} value(s) differ from the shipped guideline"
+            + (f"; {unsafe} OUTSIDE the safe range (unsafe override)" if unsafe else ""))
+    return [head, *(f"  - {o.text()}" for o in overrides)]
+
+
 def assessment_text(assessment: Assessment) -> str:
     """The clinician-readable text output: risk group first, then items grouped by phase."""
     lines: list[str] = []
     who = assessment.patient_id or "(no patient id)"
     info = assessment.ruleset
     lines.append(f"Patient {who} — {info.name} {info.version} ({info.digest[:19]}…)")
+    lines.extend(local_parameter_lines(assessment))
     risk = assessment.risk
     lines.append(f"Risk group: {risk.group.value.upper().replace('_', ' ')}")
     lines.append(f"  features: {', '.join(risk.features) or 'none'}")

@@ -36,8 +36,12 @@ def _examples(examples: Sequence[str]) -> str:
 
 def _overrides(info: Mapping[str, Any]) -> str:
     found: Mapping[str, Any] = info.get("overrides") or {}
-    return ", ".join(f"{name} = {value:g}" if isinstance(value, int | float) else
-                     f"{name} = {value}" for name, value in found.items()) or "none"
+    unsafe = {o["name"]: o.get("reason") for o in info.get("parameter_overrides", ())
+              if o.get("unsafe")}
+    return ", ".join((f"{name} = {value:g}" if isinstance(value, int | float) else
+                      f"{name} = {value}")
+                     + (f" (UNSAFE override: {unsafe[name]})" if name in unsafe else "")
+                     for name, value in found.items()) or "none"
 
 
 def _digest(digest: str) -> str:

@@ -19,7 +19,15 @@ from typing import Any
 from pydantic import BaseModel
 
 from all_rules.facts import PatientFacts, Plan
-from all_rules.output import Assessment, DoseLine, Evidence, Recommendation, Risk, RulesetInfo
+from all_rules.output import (
+    Assessment,
+    DoseLine,
+    Evidence,
+    ParameterOverride,
+    Recommendation,
+    Risk,
+    RulesetInfo,
+)
 from all_rules.ruleset._conditions import FactTest, walk
 from all_rules.ruleset._factspec import FACTS
 from all_rules.ruleset._loader import load
@@ -275,6 +283,10 @@ def facts_markdown(ruleset: Ruleset) -> str:
 _OUTPUT_MEANING: dict[str, str] = {
     "Assessment.patient_id": "the input's `patient_id`, echoed (null when not given)",
     "Assessment.ruleset": "which ruleset answered: name, version, digest",
+    "Assessment.parameter_overrides": "every parameter whose local value (an overlay, "
+                                      "`--param`, an unsafe override) differs from the "
+                                      "shipped one, by name; left out of the JSON when "
+                                      "there is none (docs/ruleset-format.md)",
     "Assessment.risk": "the risk group, the features that set it and the facts it lacks",
     "Assessment.recommendations": "the items, ordered by phase (`any` first, in the order "
                                   "listed under Values), then by id",
@@ -301,6 +313,15 @@ _OUTPUT_MEANING: dict[str, str] = {
                      "(`>= 35`, `in [B, T]`, `== true`, `unknown`, `any derived`)",
     "Evidence.source": "the record it came from (a FHIR resource), when mapped from one; "
                        "left out otherwise",
+    "ParameterOverride.name": "the parameter's name (`ruleset.yaml` `parameters`)",
+    "ParameterOverride.shipped": "its value in the shipped guideline",
+    "ParameterOverride.local": "the value this assessment used",
+    "ParameterOverride.unit": "the unit of both values",
+    "ParameterOverride.safe_min": "lower end of the safe range (null when none is declared)",
+    "ParameterOverride.safe_max": "upper end of the safe range (null when none is declared)",
+    "ParameterOverride.unsafe": "true when the local value lies outside the safe range: "
+                                "accepted only as an unsafe override with a reason",
+    "ParameterOverride.reason": "the reason stated with an unsafe override, or null",
     "DoseLine.drug": "drug name",
     "DoseLine.per_m2": "dose per m² (lower end of a range)",
     "DoseLine.per_m2_max": "upper end of a per-m² range, or null",
@@ -313,7 +334,7 @@ _OUTPUT_MEANING: dict[str, str] = {
     "DoseLine.schedule": "route and schedule, in words",
 }
 _OUTPUT_MODELS: tuple[type[BaseModel], ...] = (
-    Assessment, RulesetInfo, Risk, Recommendation, Evidence, DoseLine)
+    Assessment, RulesetInfo, ParameterOverride, Risk, Recommendation, Evidence, DoseLine)
 
 
 def _type_text(annotation: Any) -> str:

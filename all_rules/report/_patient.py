@@ -19,7 +19,7 @@ from all_rules.engine._explanation import (
     fact_node_words,
 )
 from all_rules.engine._wording import evidence_phrase
-from all_rules.output import Assessment, ItemPhase, Recommendation
+from all_rules.output import Assessment, ItemPhase, ParameterOverride, Recommendation
 
 from ._html import Section, badge, card, definition_list, escape, render_page, table
 
@@ -132,6 +132,31 @@ def _risk_section(assessment: Assessment, explanation: Explanation | None,
     return Section("Risk group", "".join(parts), id="risk")
 
 
+def _number(value: float | None) -> str:
+    return "" if value is None else f"{value:g}"
+
+
+def _local_parameters_section(overrides: Sequence[ParameterOverride]) -> Section:
+    """Every parameter that differs from the shipped guideline: shipped and local value,
+    safe range, and the reason of an unsafe override; first on the page, a warning card."""
+    unsafe = [o for o in overrides if o.unsafe]
+    rows = [(o.name, f"{_number(o.shipped)} {o.unit}", f"{_number(o.local)} {o.unit}",
+             "not declared" if o.safe_min is None or o.safe_max is None else
+             f"{_number(o.safe_min)}–{_number(o.safe_max)} {o.unit}",
+             "OUTSIDE the safe range (unsafe override)" if o.unsafe else "inside the safe range",
+             o.reason or "") for o in overrides]
+    heading = (badge("critical" if unsafe else "warning",
+                     "sev-critical" if unsafe else "sev-warning")
+               + escape(f"This assessment used {len(overrides)} local parameter value(s)"
+                        + (f", {len(unsafe)} outside the safe range" if unsafe else "")))
+    body = ("<p>The thresholds or doses below differ from the shipped guideline: every "
+            "recommendation on this page was made with the local values.</p>"
+            + table(("Parameter", "Shipped", "Local", "Safe range", "Status", "Reason given"),
+                    rows, caption="Local parameters"))
+    return Section("Local parameters", card(
+        heading, body, css="sev-critical" if unsafe else "sev-warning"), id="local-parameters")
+
+
 def patient_page(assessment: Assessment, explanations: Sequence[Explanation],
                  near_misses: Sequence[RuleExplanation],
                  citations: Mapping[str, str] | None = None,
@@ -145,7 +170,9 @@ def patient_page(assessment: Assessment, explanations: Sequence[Explanation],
     others = [i for i in assessment.recommendations
               if i not in features and i not in data_needed]
     risk = risk or (explanations[0] if explanations else None)
-    sections = [_risk_section(assessment, risk, features)]
+    sections = [_local_parameters_section(assessment.parameter_overrides)] \
+        if assessment.parameter_overrides else []
+    sections.append(_risk_section(assessment, risk, features))
     if data_needed:
         body = "".join(_item_card(i, citations, titles) for i in data_needed)
     else:

@@ -3,14 +3,12 @@
 Each reads part of a ruleset and reports what is wrong through ``Issues`` (``_issues``):
 rule documents one by one (``rule_docs``), wording templates (``check_templates``), doses
 (``check_doses``), variants that must agree (``check_variants``), the stage of every rule that
-negates a derived fact (``stages``), branches that can never match (``unreachable``), and
-parameter values with their overrides (``effective_values``). ``_loader.check`` runs them
-in order.
+negates a derived fact (``stages``) and branches that can never match (``unreachable``);
+parameter values live in ``_parameters``. ``_loader.check`` runs them in order.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -22,7 +20,7 @@ from ._conditions import Branch, DerivedTest, FactTest, Node, suggest, walk
 from ._factspec import FACTS
 from ._issues import Issues
 from ._safe_yaml import Located, PathKey
-from ._schema import Concludes, ParameterSpec, RuleSpec
+from ._schema import Concludes, RuleSpec
 from ._template import SPECIALS, Template
 
 
@@ -142,31 +140,6 @@ def unreachable(branch: Branch) -> str | None:
     if both:
         return f"`{both[0]}` is required unknown and compared in the same branch: never matches"
     return None
-
-
-def effective_values(manifest_params: Mapping[str, ParameterSpec],
-                     overrides: Mapping[str, Any], source: str,
-                     doc: Located | None, issues: Issues) -> dict[str, float]:
-    values = {name: float(p.value) for name, p in manifest_params.items()}
-    for name, value in overrides.items():
-        param = manifest_params.get(name)
-        path: PathKey = ("parameters", name)
-        if param is None:
-            issues.add(doc, source, path,
-                       f"unknown parameter `{name}`{suggest(name, manifest_params)}")
-            continue
-        if isinstance(value, bool) or not isinstance(value, int | float) or \
-                not math.isfinite(value):
-            issues.add(doc, source, path, f"`{name}` takes a finite number ({param.unit}), "
-                                          f"got {value!r}")
-            continue
-        if (param.min is not None and value < param.min) or (
-                param.max is not None and value > param.max):
-            issues.add(doc, source, path, f"`{name}` = {value} is outside the allowed range "
-                                          f"{param.min}–{param.max} {param.unit}")
-            continue
-        values[name] = float(value)
-    return values
 
 
 def check_variants(parsed: list[Any], issues: Issues) -> None:

@@ -3,8 +3,9 @@
 A ruleset is a directory holding ``ruleset.yaml`` (identity, citations, parameters, the list
 of rule files) and the rule files it names; ``*_test.yaml`` files beside them hold cases.
 Nothing here executes ruleset content: YAML is safe-loaded and conditions are data.
-``check`` reads a ruleset in named steps, each a checker of ``_checks`` (and, for
-``all-rules rules check``, the content policy of ``_policy``); ``load`` raises on any issue.
+``check`` reads a ruleset in named steps, each a checker of ``_checks``, with the parameter
+values of ``_parameters`` (and, for ``all-rules rules check``, the content policy of
+``_policy`` and the safe ranges); ``load`` raises on any issue.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any
 
 import attrs
 
-from all_rules.exceptions import RulesetIssue, RulesetValidationError
+from all_rules.exceptions import InvalidParameterError, RulesetIssue, RulesetValidationError
 from all_rules.output import RiskGroup
 
 from . import _checks
@@ -26,6 +27,7 @@ from ._conditions import MAX_BRANCHES, ConditionParser, Node, suggest, to_dnf
 from ._factspec import FACTS
 from ._issues import Issues, RuleReporter, load_doc, validate
 from ._model import ENGINE_FIELD_LIMIT, MANIFEST, Rule, Ruleset, default_ruleset_dir
+from ._parameters import LocalValues, local_values, safe_range_issues, unsafe_overrides_of
 from ._policy import policy_issues
 from ._safe_yaml import Located, PathKey
 from ._schema import OPTIONAL_GROUPS, CitationId, CitationSpec, Manifest, Overlay, RuleSpec
@@ -48,19 +50,31 @@ class _Read:
 
 def check(directory: Path | None = None, overrides: Mapping[str, Any] | None = None,
           overlay: Path | None = None, policy: bool = False,
+          unsafe_overrides: Mapping[str, Any] | None = None,
           ) -> tuple[Ruleset | None, list[RulesetIssue]]:
     """Load and check a ruleset; returns it (or None) and every issue found.
 
-    ``policy`` adds the content-policy checks of ``all-rules rules check`` (sources,
-    basis, exclusive sets, unread facts: all_rules/ruleset/_policy.py, docs/clinical-policy.md)."""
+    ``overrides`` must lie in each parameter's safe range; ``unsafe_overrides``
+    (``{name: {"value": x, "reason": "…"}}``) may leave it, within its hard limits
+    (``_parameters``). ``policy`` adds the checks of ``all-rules rules check``: the content
+    policy (sources, basis, exclusive sets, unread facts: all_rules/ruleset/_policy.py,
+    docs/clinical-policy.md) and every parameter's safe range."""
+    ruleset, issues, _ = _check(directory, overrides, overlay, policy, unsafe_overrides)
+    return ruleset, issues
+
+
+def _check(directory: Path | None, overrides: Mapping[str, Any] | None,
+           overlay: Path | None, policy: bool, unsafe_overrides: Mapping[str, Any] | None,
+           ) -> tuple[Ruleset | None, list[RulesetIssue], list[RulesetIssue]]:
+    """``check``, and the issues that are the overrides' (not the ruleset's) own."""
     directory = default_ruleset_dir() if directory is None else directory
     issues = Issues()
     manifest_doc = load_doc(directory / MANIFEST, MANIFEST, issues)
     if manifest_doc is None:
-        return None, issues.items
+        return None, issues.items, []
     manifest: Manifest | None = validate(Manifest, manifest_doc, issues)
     if manifest is None:
-        return None, issues.items
+        return None, issues.items, []
     _check_parameter_numbers(manifest, manifest_doc, issues)
     citations = _citations(manifest, manifest_doc, issues)
     named = _named_conditions(manifest, manifest_doc, issues)
@@ -68,9 +82,12 @@ def check(directory: Path | None = None, overrides: Mapping[str, Any] | None = N
     _checks.check_variants(read.parsed, issues)
     _check_group_coverage(read.parsed, manifest_doc, issues)
     rules = _rules(read, issues)
-    values = _parameter_values(manifest, overrides, overlay, issues)
+    local_issues = Issues()
+    local = _parameter_values(manifest, overrides, overlay, unsafe_overrides, local_issues)
+    issues.items.extend(local_issues.items)
     if issues.items:
-        return None, issues.items
+        return None, issues.items, local_issues.items
+    values = local.values
     changed = {k: v for k, v in values.items() if v != float(manifest.parameters[k].value)}
     if changed:
         read.digest.update(("\0overrides\0" + json.dumps(changed, sort_keys=True)).encode())
@@ -79,17 +96,20 @@ def check(directory: Path | None = None, overrides: Mapping[str, Any] | None = N
         directory=directory, rules=tuple(rules), parameters=manifest.parameters, values=values,
         citations=citations, files=tuple(manifest.files),
         digest="sha256:" + read.digest.hexdigest(), overrides=changed,
+        override_reasons={k: v for k, v in local.reasons.items() if k in changed},
     )
     if policy:
-        found = policy_issues(ruleset)
-        if found:
-            return None, found
-    return ruleset, []
+        found = Issues()
+        safe_range_issues(manifest, manifest_doc, MANIFEST, found)
+        found.items.extend(policy_issues(ruleset))
+        if found.items:
+            return None, found.items, []
+    return ruleset, [], []
 
 
 def _check_parameter_numbers(manifest: Manifest, doc: Located, issues: Issues) -> None:
     for name, param in manifest.parameters.items():  # NaN makes every comparison false
-        for field in ("value", "min", "max"):
+        for field in ("value", "min", "max", "safe_min", "safe_max"):
             number = getattr(param, field)
             if number is not None and not math.isfinite(number):
                 issues.add(doc, MANIFEST, ("parameters", name, field),
@@ -216,28 +236,34 @@ def _rules(read: _Read, issues: Issues) -> list[Rule]:
 
 
 def _parameter_values(manifest: Manifest, overrides: Mapping[str, Any] | None,
-                      overlay: Path | None, issues: Issues) -> dict[str, float]:
-    """The effective parameter values: shipped, then the overlay file, then direct overrides."""
-    all_overrides: dict[str, Any] = {}
-    overlay_doc: Located | None = None
+                      overlay: Path | None, unsafe_overrides: Mapping[str, Any] | None,
+                      issues: Issues) -> LocalValues:
+    """The effective parameter values: shipped, then the overlay file, then direct overrides
+    (each level's ``parameters`` and ``unsafe_overrides``)."""
+    params = manifest.parameters
+    local = LocalValues({name: float(p.value) for name, p in params.items()})
     if overlay is not None:
         overlay_doc = load_doc(overlay, str(overlay), issues)
         if overlay_doc is not None:
             model = validate(Overlay, overlay_doc, issues)
             if model is not None:
-                all_overrides.update(model.parameters)
-    values = _checks.effective_values(manifest.parameters, all_overrides, str(overlay),
-                                      overlay_doc, issues)
-    direct = _checks.effective_values(manifest.parameters, dict(overrides or {}), "parameters",
-                                      None, issues)
-    values.update({name: direct[name] for name in (overrides or {}) if name in direct})
-    return values
+                local = local_values(params, local, model.parameters, model.unsafe_overrides,
+                                     str(overlay), overlay_doc, issues)
+    unsafe = unsafe_overrides_of(unsafe_overrides, issues)
+    return local_values(params, local, dict(overrides or {}), unsafe, "parameters", None,
+                        issues)
 
 
 def load(directory: Path | None = None, overrides: Mapping[str, Any] | None = None,
-         overlay: Path | None = None) -> Ruleset:
-    """Load a ruleset or raise RulesetValidationError listing every issue."""
-    ruleset, issues = check(directory, overrides, overlay)
+         overlay: Path | None = None, unsafe_overrides: Mapping[str, Any] | None = None,
+         ) -> Ruleset:
+    """Load a ruleset or raise RulesetValidationError listing every issue;
+    InvalidParameterError (a RulesetValidationError) when only the overrides are at fault
+    (an unknown name, a value outside the hard limits or, not stated unsafe, outside the
+    safe range, an unreadable overlay)."""
+    ruleset, issues, local = _check(directory, overrides, overlay, False, unsafe_overrides)
     if ruleset is None:
+        if local and len(local) == len(issues):
+            raise InvalidParameterError(issues)
         raise RulesetValidationError(issues)
     return ruleset

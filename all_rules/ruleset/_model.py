@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import attrs
 
@@ -63,3 +64,16 @@ class Ruleset:
     files: tuple[str, ...]
     digest: str
     overrides: Mapping[str, float]
+    """Parameters whose effective value differs from the shipped one: name → local value."""
+    override_reasons: Mapping[str, str] = attrs.field(factory=dict)
+    """The reason stated for each override given as an unsafe override."""
+
+    def unsafe_overrides(self) -> dict[str, dict[str, Any]]:
+        """The overrides given as unsafe, as ``load(unsafe_overrides=…)`` takes them."""
+        return {name: {"value": self.overrides[name], "reason": reason}
+                for name, reason in self.override_reasons.items()}
+
+    def safe_overrides(self) -> dict[str, float]:
+        """The other overrides, as ``load(overrides=…)`` takes them."""
+        return {name: value for name, value in self.overrides.items()
+                if name not in self.override_reasons}

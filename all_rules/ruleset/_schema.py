@@ -138,6 +138,24 @@ class ParameterSpec(_Model):
     description: str
     min: StrictInt | StrictFloat | None = None
     max: StrictInt | StrictFloat | None = None
+    """Hard limits: a value outside them is refused, even as an unsafe override."""
+    safe_min: StrictInt | StrictFloat | None = None
+    safe_max: StrictInt | StrictFloat | None = None
+    """The safe range: an institution may set a value inside it; outside it, only as an
+    unsafe override with a reason (docs/ruleset-format.md). ``rules check`` requires it."""
+    safe_range_why: str | None = None
+    """Why the safe range is where it is (the source, label or protocols it follows)."""
+
+    @property
+    def has_safe_range(self) -> bool:
+        return self.safe_min is not None and self.safe_max is not None
+
+    def is_safe(self, value: float) -> bool:
+        """Whether ``value`` lies inside the declared safe range (False without one: no
+        value but the shipped one is vouched for)."""
+        if self.safe_min is None or self.safe_max is None:
+            return value == self.value
+        return self.safe_min <= value <= self.safe_max
 
     @model_validator(mode="after")
     def _value_in_range(self) -> ParameterSpec:
@@ -270,8 +288,23 @@ class CaseFile(_Model):
     cases: list[CaseSpec] = Field(min_length=1)
 
 
+class UnsafeOverride(_Model):
+    """A value outside a parameter's safe range, stated on purpose, with why."""
+
+    value: StrictInt | StrictFloat
+    reason: str
+
+    @model_validator(mode="after")
+    def _reason_given(self) -> UnsafeOverride:
+        if not self.reason.strip():
+            raise ValueError("an unsafe override needs a non-empty `reason`")
+        return self
+
+
 class Overlay(_Model):
-    """An institution's overrides of parameter values."""
+    """An institution's overrides of parameter values: inside each parameter's safe range
+    (``parameters``), or outside it, each with a reason (``unsafe_overrides``)."""
 
     description: str = ""
-    parameters: dict[str, StrictInt | StrictFloat]
+    parameters: dict[str, StrictInt | StrictFloat] = Field(default_factory=dict)
+    unsafe_overrides: dict[str, UnsafeOverride] = Field(default_factory=dict)

@@ -36,7 +36,7 @@ def main() -> None:
                              "guideline with nci_wbc_10e9_per_l = 60)")
     args = parser.parse_args()
     if args.old is None:
-        old = GuidelineSpec(parameters=(("nci_wbc_10e9_per_l", 60.0),))
+        old = GuidelineSpec(unsafe=(("nci_wbc_10e9_per_l", 60.0, "benchmark"),))
     else:
         directory = args.old if Path(args.old).is_dir() else str(version_directory(args.old))
         old = GuidelineSpec(rules=directory)

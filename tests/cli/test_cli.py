@@ -131,12 +131,22 @@ def test_rules_check_ok_and_failing(capsys: pytest.CaptureFixture[str], tmp_path
 
 
 def test_param_override_on_the_command_line(capsys: pytest.CaptureFixture[str]) -> None:
-    """--param NAME=VALUE overrides a threshold for one run."""
-    code, out, _ = run(capsys, "assess", str(EXAMPLE), "--param", "high_risk_age_years=50")
+    """--param NAME=VALUE overrides a threshold for one run, inside its safe range; outside
+    it only as --unsafe-param with --unsafe-reason; an unknown name exits 2 with a
+    did-you-mean."""
+    code, _, err = run(capsys, "assess", str(EXAMPLE), "--param", "high_risk_age_years=50")
+    assert code == 2
+    assert "`high_risk_age_years` = 50 years is outside its safe range 30–35 years" in err
+    code, out, _ = run(capsys, "assess", str(EXAMPLE), "--unsafe-param",
+                       "high_risk_age_years=50", "--unsafe-reason", "local protocol")
     assert code == 0
-    assert "risk.age_35_or_older" not in json.loads(out)["risk"]["features"]
+    assessment = json.loads(out)
+    assert "risk.age_35_or_older" not in assessment["risk"]["features"]
+    assert assessment["parameter_overrides"] == [{
+        "name": "high_risk_age_years", "shipped": 35.0, "local": 50.0, "unit": "years",
+        "safe_min": 30.0, "safe_max": 35.0, "unsafe": True, "reason": "local protocol"}]
     code, _, err = run(capsys, "assess", str(EXAMPLE), "--param", "high_risk_age=50")
-    assert code == 1
+    assert code == 2
     assert "did you mean `high_risk_age_years`?" in err
 
 

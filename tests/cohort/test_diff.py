@@ -229,7 +229,8 @@ def overlay_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[di
                                                                      Path]:
     folder = tmp_path_factory.mktemp("overlay")
     overlay = folder / "ours.yaml"
-    overlay.write_text("parameters:\n  nci_wbc_10e9_per_l: 60\n", encoding="utf-8")
+    overlay.write_text("unsafe_overrides:\n  nci_wbc_10e9_per_l: {value: 60, reason: a "
+                       "test of an unsafe override}\n", encoding="utf-8")
     source = folder / "cohort.jsonl"
     synth.write(source, 12_000, 3, "jsonl")
     patients = _jsonl(source)
@@ -297,7 +298,9 @@ def test_two_guidelines_evaluated_alternately_give_their_own_results(
     what each gives alone (each has its own engine state)."""
     patients = list(synth.patients(400, seed=5))
     shipped = Guideline.load()
-    shifted = Guideline.load(parameters={"nci_wbc_10e9_per_l": 60, "adult_age_years": 16})
+    shifted = Guideline.load(unsafe_overrides={
+        "nci_wbc_10e9_per_l": {"value": 60, "reason": "test"},
+        "adult_age_years": {"value": 16, "reason": "test"}})
     alone_a = [shipped.assess_json(p) for p in patients]
     alone_b = [shifted.assess_json(p) for p in patients]
     old, _ = fixture_pair
@@ -315,7 +318,8 @@ def test_compare_takes_data_frames_like_assess_frame() -> None:
     pd = pytest.importorskip("pandas")
     patients = list(synth.patients(300, seed=7))
     frame = pd.DataFrame([synth.flatten(p) for p in patients])
-    old, new = Guideline.default(), Guideline.load(parameters={"nci_wbc_10e9_per_l": 60})
+    old, new = Guideline.default(), Guideline.load(
+        unsafe_overrides={"nci_wbc_10e9_per_l": {"value": 60, "reason": "test"}})
     from_frame = [r.to_json() for r in compare(old, new, frame)]
     from_dicts = [r.to_json() for r in compare(old, new, patients)]
     assert from_frame == from_dicts

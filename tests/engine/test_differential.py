@@ -196,9 +196,9 @@ def test_a_disagreement_is_caught() -> None:
     """The oracle can fail: an evaluator with one threshold moved disagrees with the engine
     on a patient at that threshold."""
     guideline, _ = _loaded(())
-    shifted = load(RULESETS, {"high_risk_age_years": 40})
+    shifted = load(RULESETS, {"high_risk_age_years": 30})
     wrong = Evaluator(shifted)
-    facts = {"age_years": 36, "lineage": "B", "ph_status": "negative",
+    facts = {"age_years": 32, "lineage": "B", "ph_status": "negative",
              "wbc_at_diagnosis_10e9_per_l": 10}
     found = _disagreement(guideline, wrong, facts)
     assert found is not None

@@ -198,10 +198,10 @@ def test_reasons_texts_and_the_threshold_show_both_notations() -> None:
 
 
 def test_an_overridden_threshold_shows_both_notations() -> None:
-    guideline = Guideline.load(parameters={"mrd_threshold_percent": 0.1})
-    child = guideline.assess({**CHILD, "mrd_end_of_induction_percent": 0.5})
+    guideline = Guideline.load(parameters={"mrd_threshold_percent": 0.001})
+    child = guideline.assess({**CHILD, "mrd_end_of_induction_percent": 0.005})
     intensify = next(i for i in child.recommendations if i.id == "consolidation.mrd_intensify")
-    assert "0.1 % (1 in 1,000 cells)" in intensify.text
+    assert "0.001 % (1 in 100,000 cells)" in intensify.text
 
 
 def test_json_evidence_stays_machine_readable() -> None:

@@ -57,15 +57,21 @@ def test_an_engine_alone_refuses_to_be_copied(fresh_guideline: Guideline, copier
 
 
 def test_pickling_keeps_parameters_and_the_digest(tmp_path: Path) -> None:
-    """A pickled guideline with an overlay and a parameter comes back with the same values
-    and digest (loaded once per process), and the original still works."""
+    """A pickled guideline with an overlay and a parameter comes back with the same values,
+    digest and unsafe overrides with their reasons (loaded once per process), and the
+    original still works."""
     overlay = tmp_path / "overlay.yaml"
-    overlay.write_text("parameters:\n  adult_b_wbc_10e9_per_l: 40\n", encoding="utf-8")
+    overlay.write_text("parameters:\n  adult_b_wbc_10e9_per_l: 25\nunsafe_overrides:\n"
+                       "  nci_wbc_10e9_per_l: {value: 60, reason: our protocol}\n",
+                       encoding="utf-8")
     guideline = Guideline.load(overlay=overlay, parameters={"adult_age_years": 21})
     try:
         twin = pickle.loads(pickle.dumps(guideline))
         assert twin.ruleset.digest == guideline.ruleset.digest
         assert twin.ruleset.values == guideline.ruleset.values
+        assert twin.ruleset.override_reasons == {"nci_wbc_10e9_per_l": "our protocol"}
+        assert twin.assess({"age_years": 5}).parameter_overrides == \
+            guideline.assess({"age_years": 5}).parameter_overrides
         assert pickle.loads(pickle.dumps(guideline)) is twin
         assert _expected(twin) == _expected(guideline)
     finally:

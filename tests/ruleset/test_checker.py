@@ -64,14 +64,14 @@ def test_loading_an_invalid_ruleset_raises_with_every_issue(tmp_path: Path) -> N
 def test_overlay_changes_a_threshold_and_the_digest(tmp_path: Path) -> None:
     """An institution overlay moves a threshold without editing the rulesets."""
     overlay = tmp_path / "overlay.yaml"
-    overlay.write_text("parameters:\n  adult_b_wbc_10e9_per_l: 50\n", encoding="utf-8")
+    overlay.write_text("parameters:\n  adult_b_wbc_10e9_per_l: 25\n", encoding="utf-8")
     patient = {"age_years": 30, "lineage": "B", "ph_status": "negative",
-               "wbc_at_diagnosis_10e9_per_l": 40}
+               "wbc_at_diagnosis_10e9_per_l": 28}
     default = Guideline.default()
     local = Guideline.load(overlay=overlay)
     try:
-        assert "risk.wbc_b_over_30" in default.assess(patient).ids()
-        assert "risk.wbc_b_over_30" not in local.assess(patient).ids()
+        assert "risk.wbc_b_over_30" not in default.assess(patient).ids()
+        assert "risk.wbc_b_over_30" in local.assess(patient).ids()
         assert local.info.digest != default.info.digest
     finally:
         local.close()
@@ -87,15 +87,17 @@ def test_overlay_errors_name_the_parameter(tmp_path: Path) -> None:
         f"{overlay}:2: at parameters.adult_b_wbc: unknown parameter `adult_b_wbc`; "
         "did you mean `adult_b_wbc_10e9_per_l`?",
         f"{overlay}:3: at parameters.mrd_threshold_percent: `mrd_threshold_percent` = 5 is "
-        "outside the allowed range 0.0001–1 %",
+        "outside the allowed range 0.0001–1 % (a hard limit: refused even as an unsafe "
+        "override)",
     ]
 
 
 def test_direct_parameter_override(tmp_path: Path) -> None:
     """Parameters can also be overridden in code, and are checked the same way."""
-    local = Guideline.load(parameters={"high_risk_age_years": 40})
+    local = Guideline.load(parameters={"high_risk_age_years": 30})
     try:
-        assert "risk.age_35_or_older" not in local.assess({"age_years": 36}).ids()
+        assert "risk.age_35_or_older" in local.assess({"age_years": 32}).ids()
+        assert "risk.age_35_or_older" not in Guideline.default().assess({"age_years": 32}).ids()
     finally:
         local.close()
     with pytest.raises(RulesetValidationError, match="high_risk_age"):

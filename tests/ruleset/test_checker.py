@@ -66,7 +66,7 @@ def test_overlay_changes_a_threshold_and_the_digest(tmp_path: Path) -> None:
     overlay = tmp_path / "overlay.yaml"
     overlay.write_text("parameters:\n  adult_b_wbc_10e9_per_l: 50\n", encoding="utf-8")
     patient = {"age_years": 30, "lineage": "B", "ph_status": "negative",
-               "wbc_at_diagnosis_10e9_per_l": 40}
+               "wbc_at_diagnosis_10e9_per_l": 40, "phase": "diagnosis"}
     default = Guideline.default()
     local = Guideline.load(overlay=overlay)
     try:

@@ -28,7 +28,7 @@ from ..support.strategies import patients
 
 ADULT_B = {"lineage": "B", "ph_status": "negative", "wbc_at_diagnosis_10e9_per_l": 10,
            "cns_status": "CNS1", "complete_remission": True, "weeks_to_complete_remission": 3,
-           "mrd_end_of_induction_percent": 0.001}
+           "mrd_end_of_induction_percent": 0.001, "phase": "diagnosis", "relapse_count": 0}
 RELAPSE = {**ADULT_B, "phase": "relapsed", "relapse_count": 1}
 
 HSCT_WORDS = re.compile(r"\bHSCT\b|\btransplant\b", re.IGNORECASE)

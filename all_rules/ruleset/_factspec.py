@@ -90,7 +90,7 @@ _DERIVED: tuple[FactSpec, ...] = (
              derived=True, description="phase `diagnosis` (a new diagnosis) with `relapse_count` "
              "1 or more or `remission_number` 2 or more; the phase, `relapse_count` and "
              "`remission_number` are then unknown"),
-    FactSpec("relapse_line", "integer", "relapses before this line of therapy", derived=True,
+    FactSpec("relapse_line", "integer", "relapses so far", derived=True,
              description="`relapse_count`; when it is unknown: 0 in the diagnosis phase (a new "
              "diagnosis), `remission_number` − 1 in consolidation or maintenance (given in "
              "remission), 1 in the relapsed phase with `remission_number` 1; otherwise unknown "

@@ -147,12 +147,16 @@ _IN_REMISSION = frozenset(("consolidation", "maintenance"))
 
 
 def _flag_new_diagnosis_with_relapse(values: dict[str, Any]) -> None:
-    """Phase ``diagnosis`` is a new (initial) diagnosis; a relapse (``relapse_count`` ≥ 1) or a
-    remission number of 2 or more contradicts it. No side is believed: the phase, the number
-    of relapses and the remission number become unknown (``inconsistent.phase``)."""
+    """Phase ``diagnosis`` is a new (initial) diagnosis; a relapse (``relapse_count`` ≥ 1), a
+    remission number of 2 or more, or (with no relapse count) a relapse site or CNS
+    involvement at relapse contradicts it. No side is believed: the phase, the number of
+    relapses and the remission number become unknown (``inconsistent.phase``). A relapse site
+    with a relapse count of 0 is ``inconsistent.relapse_site`` instead."""
     relapses, remission = values["relapse_count"], values["remission_number"]
+    relapse_facts = values["relapse_site"] is not None or values["relapse_cns_involved"] is not None
     flag = values["phase"] == "diagnosis" and (
-        (relapses is not None and relapses >= 1) or (remission is not None and remission >= 2))
+        (relapses is not None and relapses >= 1) or (remission is not None and remission >= 2)
+        or (relapses is None and relapse_facts))
     values["inconsistent.phase"] = flag
     if flag:
         values["phase"] = values["relapse_count"] = values["remission_number"] = None

@@ -88,7 +88,8 @@ _DERIVED: tuple[FactSpec, ...] = (
              "diagnosis is then unknown (no stand-in)"),
     FactSpec("inconsistent.phase", "bool", "phase diagnosis with a relapse recorded",
              derived=True, description="phase `diagnosis` (a new diagnosis) with `relapse_count` "
-             "1 or more or `remission_number` 2 or more; the phase, `relapse_count` and "
+             "1 or more, `remission_number` 2 or more, or (no `relapse_count`) a "
+             "`relapse_site` or `relapse_cns_involved`; the phase, `relapse_count` and "
              "`remission_number` are then unknown"),
     FactSpec("relapse_line", "integer", "relapses so far", derived=True,
              description="`relapse_count`; when it is unknown: 0 in the diagnosis phase (a new "

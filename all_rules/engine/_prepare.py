@@ -170,7 +170,8 @@ def _settle_line_of_therapy(values: dict[str, Any]) -> None:
     0 in the diagnosis phase (a new diagnosis), ``remission_number`` − 1 in consolidation or
     maintenance (given in remission, so the remission number is the current one), 1 in the
     relapsed phase with remission number 1; otherwise unknown. A count made unknown by a
-    contradiction is not re-derived. ``line_of_therapy`` is ``first`` with no relapse,
+    contradiction is not re-derived, and no count of 0 is derived where a relapse site or CNS
+    involvement at relapse is recorded. ``line_of_therapy`` is ``first`` with no relapse,
     ``relapse`` after one (also known from a remission number of 2 or more, or the relapsed
     phase); ``current_remission_number`` is the remission the patient is in now, known only
     where the count says it (``remission_number`` = relapses + 1)."""
@@ -185,6 +186,9 @@ def _settle_line_of_therapy(values: dict[str, Any]) -> None:
             relapses = remission - 1
         elif remission == 1 and phase == "relapsed":
             relapses = 1
+        if relapses == 0 and (values["relapse_site"] is not None
+                              or values["relapse_cns_involved"] is not None):
+            relapses = None  # a recorded relapse site says there was a relapse
     line = None if relapses is None else "first" if relapses == 0 else "relapse"
     if line is None and (phase == "relapsed" or (remission is not None and remission >= 2)):
         line = "relapse"

@@ -95,7 +95,8 @@ _DERIVED: tuple[FactSpec, ...] = (
              description="`relapse_count`; when it is unknown: 0 in the diagnosis phase (a new "
              "diagnosis), `remission_number` − 1 in consolidation or maintenance (given in "
              "remission), 1 in the relapsed phase with `remission_number` 1; otherwise unknown "
-             "(never re-derived when a contradiction made `relapse_count` unknown)"),
+             "(never re-derived when a contradiction made `relapse_count` unknown, and never 0 "
+             "derived with a `relapse_site` or `relapse_cns_involved` recorded)"),
     FactSpec("line_of_therapy", "enum", "line of therapy", values=("first", "relapse"),
              derived=True, description="`first` when `relapse_line` is 0; `relapse` when it is "
              "1 or more, or with `remission_number` 2 or more, or in the relapsed phase; "

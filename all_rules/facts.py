@@ -329,13 +329,16 @@ class PatientFacts(_Strict):
     kmt2a_rearranged: Flag | None = None
     cd19_positive: Flag | None = None
     cd22_positive: Flag | None = None
-    phase: Phase = Phase.DIAGNOSIS
+    phase: Phase | None = Field(
+        default=None, description="treatment phase; `diagnosis` is a new (initial) diagnosis, "
+        "which establishes first-line therapy; absent: unknown (data.phase)")
     complete_remission: Flag | None = None
     weeks_to_complete_remission: Number | None = _number(0, 104, "weeks from start of induction")
     mrd_end_of_induction_percent: MrdPercent | None = _mrd("at the end of induction:")
     mrd_consolidation_percent: MrdPercent | None = _mrd("during consolidation:")
-    relapse_count: Count | None = Field(default=0, ge=0, le=20,
-                                        description="absent: 0; null: unknown")
+    relapse_count: Count | None = Field(default=None, ge=0, le=20,
+                                        description="relapses so far; absent: unknown "
+                                        "(data.relapse_count)")
     relapse_site: RelapseSite | None = None
     relapse_cns_involved: Flag | None = Field(
         default=None, description="CNS involved at the latest relapse; absent: derived from "
@@ -352,14 +355,6 @@ class PatientFacts(_Strict):
     resource_level: ResourceLevel | None = None
     specialized_center: Flag | None = None
     plan: Plan | None = None
-
-    @model_validator(mode="before")
-    @classmethod
-    def _defaults_for_null(cls, data: Any) -> Any:
-        # `phase` has a default and no "unknown": an explicit null means "use the default".
-        if isinstance(data, dict) and "phase" in data and data["phase"] is None:
-            data = {k: v for k, v in data.items() if k != "phase"}
-        return data
 
     @model_validator(mode="after")
     def _relapse_cns_fits_site(self) -> PatientFacts:

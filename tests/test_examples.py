@@ -72,7 +72,7 @@ def test_dose_errors_example_flags_each_dose() -> None:
 def test_vincristine_is_capped_at_2_mg_for_a_large_adult(guideline: Guideline) -> None:
     """1.4 mg/m² × 2.0 m² = 2.8 mg is capped to 2 mg, and marked capped (an adult whose plan
     follows the source backbone: only then are its doses shown to an adult)."""
-    assessment = guideline.assess({"age_years": 40, "bsa_m2": 2.0,
+    assessment = guideline.assess({"age_years": 40, "bsa_m2": 2.0, "phase": "diagnosis",
                                    "substantial_comorbidities": False,
                                    "plan": {"regimen": "source_backbone"}})
     backbone = assessment.get("induction.four_drug_backbone")
@@ -88,6 +88,7 @@ def test_backbone_without_bsa_has_no_computed_doses(guideline: Guideline) -> Non
     """Without a BSA no dose is shown (which dose applies depends on it: per m², per kg
     under 0.6 m², the adult pegaspargase dose) and data.body_surface_area fires."""
     assessment = guideline.assess({"age_years": 40, "substantial_comorbidities": False,
+                                   "phase": "diagnosis",
                                    "plan": {"regimen": "source_backbone"}})
     backbone = assessment.get("induction.four_drug_backbone")
     assert backbone is not None
@@ -98,6 +99,7 @@ def test_backbone_without_bsa_has_no_computed_doses(guideline: Guideline) -> Non
 
 def test_only_dose_bearing_items_carry_doses(guideline: Guideline) -> None:
     """`doses` appears on dose-bearing items only, not as null elsewhere."""
-    output = guideline.assess({"age_years": 12, "bsa_m2": 1.5}).to_dict()
+    output = guideline.assess({"age_years": 12, "bsa_m2": 1.5,
+                                "phase": "diagnosis"}).to_dict()
     with_doses = [item["id"] for item in output["recommendations"] if "doses" in item]
     assert with_doses == ["induction.four_drug_backbone"]

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from all_rules import Guideline
 from all_rules.ruleset._safe_yaml import load_file
 from all_rules.ruleset._schema import CaseFile
 
@@ -89,3 +90,36 @@ def test_the_log_covers_the_required_hazards() -> None:
 def test_the_parser_catches_an_unpinned_or_dangling_control(row: str, problem: str) -> None:
     text = f"## H9. Example\n\n| Control | Kind | Pinned by |\n|---|---|---|\n{row}\n"
     assert pin_problems(text) == [f"H9. Example: {problem}"]
+
+
+def test_absent_phase_and_relapse_count_are_asked_for_not_defaulted() -> None:
+    """H4 control (issue 17 §1): a patient with no phase gets no induction advice and a patient
+    in consolidation with no relapse count is not told to continue standard consolidation;
+    each is undecided and asked for as "not recorded", never reported as inconsistent."""
+    guideline = Guideline.default()
+    work_up = {"age_years": 30, "age_at_diagnosis_years": 30, "lineage": "B",
+               "ph_status": "negative", "wbc_at_diagnosis_10e9_per_l": 10, "cns_status": "CNS1",
+               "kmt2a_rearranged": False, "substantial_comorbidities": False, "bsa_m2": 1.8}
+    no_phase = guideline.assess({**work_up, "relapse_count": 0})
+    assert not any(i.id.startswith(("induction.", "consolidation.", "maintenance."))
+                   for i in no_phase.recommendations)
+    assert "data.phase" in no_phase.ids()
+    assert "phase" in no_phase.risk.missing
+    assert no_phase.risk.group.value == "indeterminate"
+    assert "not recorded" in next(i.text for i in no_phase.recommendations if i.id == "data.phase")
+
+    consolidation = {**work_up, "phase": "consolidation", "complete_remission": True,
+                     "weeks_to_complete_remission": 3, "mrd_end_of_induction_percent": 0.001,
+                     "mrd_consolidation_percent": 0.001}
+    no_count = guideline.assess(consolidation)
+    assert "consolidation.mrd_standard" not in no_count.ids()
+    assert "data.relapse_count" in no_count.ids()
+    assert no_count.risk.group.value == "indeterminate"
+    assert "consolidation.mrd_standard" in guideline.assess(
+        {**consolidation, "relapse_count": 0}).ids()
+
+    relapsed = guideline.assess({**work_up, "phase": "relapsed", "relapse_site": "marrow"})
+    assert not any(i.id.startswith("data.inconsistent") for i in relapsed.recommendations)
+    count_item = next(i for i in relapsed.recommendations if i.id == "data.relapse_count")
+    assert "not recorded" in count_item.text
+    assert "inconsistent" not in count_item.text.lower()

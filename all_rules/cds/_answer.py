@@ -3,10 +3,10 @@
 The guideline's items become CDS Hooks cards with their reason, evidence and citations
 (order-sign: the plan alerts only). Before them come the service's own cards on the record
 (``_cards``): incomplete, treatment phase undetermined — whose phase-specific items are then
-withheld, since the facts hold the default phase rather than the record's — and values not
-used; then, when the guideline runs on local parameter values, a card listing them (each
-guideline card says so too). A record without an active ALL diagnosis gets no guideline
-card, only what the clinician should know about why.
+withheld, since the facts do not hold the record's phase — and values not used; then,
+when the guideline runs on local parameter values, a card listing them (each guideline card
+says so too). A record without an active ALL diagnosis gets no guideline card, only what the
+clinician should know about why.
 """
 
 from __future__ import annotations

@@ -110,10 +110,11 @@ def reports_card(hook_instance: str, unmapped: Iterable[Unmapped], undetermined:
 
 
 def phase_specific(item: Recommendation) -> bool:
-    """Whether the item rests on the treatment phase: its evidence uses ``phase`` (it fired
-    because of the phase value), or it is advice for one phase (not ``any``). A plan alert
+    """Whether the item rests on the treatment phase: its evidence uses a known ``phase`` (it
+    fired because of the phase value; an item asking for an unknown phase does not), or it is
+    advice for one phase (not ``any``). A plan alert
     that does not test the phase — a dose cap — holds in every phase and is not."""
-    if any(e.fact == "phase" for e in item.evidence):
+    if any(e.fact == "phase" and e.value is not None for e in item.evidence):
         return True
     return item.phase.value != "any" and item.kind.value != "alert"
 
@@ -128,8 +129,8 @@ def phase_card(hook_instance: str, unmapped: Iterable[Unmapped], withheld: list[
         "No phase-specific recommendation applied."
     detail = (f"The record does not determine the treatment phase{said}: for example "
               "ICD-10-CM C91.01 says *in remission* but not which phase, or two phase results "
-              "disagree. The guideline would otherwise read the phase as `diagnosis`, so "
-              "advice for a phase the patient may not be in is not shown.\n\n"
+              "disagree. The guideline treats the phase as unknown, so advice that rests on "
+              "a phase the patient may not be in is not shown.\n\n"
               f"{held}.\n\nTo get them, send the phase: {PHASE_CODES}.")
     return _card(hook_instance, "phase-undetermined",
                  "ALL guideline: treatment phase not determined; phase-specific advice withheld",

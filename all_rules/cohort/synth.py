@@ -135,8 +135,16 @@ def _add_response(rnd: random.Random, facts: dict[str, Any], phase: str, child: 
 
 
 def _add_relapse(rnd: random.Random, facts: dict[str, Any], phase: str) -> None:
-    """Relapse facts for relapsed and refractory patients; for some, a later remission."""
+    """Relapse facts: none on the first line, except for some patients consolidating or
+    maintaining a second remission (recorded in those phases); for relapsed and refractory
+    patients, the relapse and, for some, a later remission."""
     if phase not in ("relapsed", "refractory"):
+        facts["relapse_count"] = 0
+        if phase in ("consolidation", "maintenance") and rnd.random() < 0.08:
+            facts.update(relapse_count=1, remission_number=2, relapse_site="marrow",
+                         months_from_diagnosis_to_relapse=round(rnd.uniform(6, 60), 1),
+                         mrd_current_percent=round(rnd.choice([0.0, 0.005, 0.05, 0.5]), 4),
+                         courses_since_remission=rnd.choice([0, 1, 2]))
         return
     facts["relapse_count"] = 0 if phase == "refractory" else rnd.choice([1, 1, 1, 2, 3])
     if facts["relapse_count"]:
@@ -153,9 +161,10 @@ def _add_relapse(rnd: random.Random, facts: dict[str, Any], phase: str) -> None:
 
 
 def _leave_unknown(rnd: random.Random, facts: dict[str, Any], missing_rate: float) -> None:
-    """Drop each optional fact with probability ``missing_rate`` (id, age and phase stay)."""
+    """Drop each optional fact with probability ``missing_rate`` (id and age stay; the phase
+    and the number of relapses are dropped like any other fact: absent is unknown)."""
     for name in list(facts):
-        if name not in ("patient_id", "age_years", "phase") and rnd.random() < missing_rate:
+        if name not in ("patient_id", "age_years") and rnd.random() < missing_rate:
             del facts[name]
 
 

@@ -160,11 +160,70 @@ def _completed_weeks(weeks: float | None) -> int | None:
     return None if weeks is None else math.floor(weeks + 1e-9)
 
 
+#: Phases that are given in remission: there the remission number is the current remission.
+_IN_REMISSION = frozenset(("consolidation", "maintenance"))
+
+
+def _flag_new_diagnosis_with_relapse(values: dict[str, Any]) -> None:
+    """Phase ``diagnosis`` is a new (initial) diagnosis; a relapse (``relapse_count`` ≥ 1), a
+    remission number of 2 or more, or (with no relapse count) a relapse site or CNS
+    involvement at relapse contradicts it. No side is believed: the phase, the number of
+    relapses and the remission number become unknown (``inconsistent.phase``). A relapse site
+    with a relapse count of 0 is ``inconsistent.relapse_site`` instead."""
+    relapses, remission = values["relapse_count"], values["remission_number"]
+    relapse_facts = values["relapse_site"] is not None or values["relapse_cns_involved"] is not None
+    flag = values["phase"] == "diagnosis" and (
+        (relapses is not None and relapses >= 1) or (remission is not None and remission >= 2)
+        or (relapses is None and relapse_facts))
+    values["inconsistent.phase"] = flag
+    if flag:
+        values["phase"] = values["relapse_count"] = values["remission_number"] = None
+
+
+def _settle_line_of_therapy(values: dict[str, Any]) -> None:
+    """Derive the line of therapy from the relapse count and the remission number, not from
+    the phase label (docs/concepts.md, "Line of therapy").
+
+    ``relapse_line`` is the number of relapses so far: ``relapse_count``; when it is unknown,
+    0 in the diagnosis phase (a new diagnosis), ``remission_number`` − 1 in consolidation or
+    maintenance (given in remission, so the remission number is the current one), 1 in the
+    relapsed phase with remission number 1; otherwise unknown. A count made unknown by a
+    contradiction is not re-derived, and no count of 0 is derived where a relapse site or CNS
+    involvement at relapse is recorded. ``line_of_therapy`` is ``first`` with no relapse,
+    ``relapse`` after one (also known from a remission number of 2 or more, or the relapsed
+    phase); ``current_remission_number`` is the remission the patient is in now, known only
+    where the count says it (``remission_number`` = relapses + 1)."""
+    relapses, remission, phase = (values["relapse_count"], values["remission_number"],
+                                  values["phase"])
+    contradicted = (values["inconsistent.relapse_phase"] or values["inconsistent.relapse_site"]
+                    or values["inconsistent.remission_number"])
+    if relapses is None and not contradicted:
+        if phase == "diagnosis":
+            relapses = 0
+        elif remission is not None and phase in _IN_REMISSION:
+            relapses = remission - 1
+        elif remission == 1 and phase == "relapsed":
+            relapses = 1
+        if relapses == 0 and (values["relapse_site"] is not None
+                              or values["relapse_cns_involved"] is not None):
+            relapses = None  # a recorded relapse site says there was a relapse
+    line = None if relapses is None else "first" if relapses == 0 else "relapse"
+    if line is None and (phase == "relapsed" or (remission is not None and remission >= 2)):
+        line = "relapse"
+    values["relapse_line"] = relapses
+    values["line_of_therapy"] = line
+    values["current_remission_number"] = (
+        remission if remission is not None and relapses is not None and remission == relapses + 1
+        else None)
+
+
 def prepare(facts: PatientFacts) -> PreparedFacts:
     """Settle derived quantities and unknowns for one validated patient."""
     data = facts.__dict__
     values = {name: _plain(data[name]) for name in _FIELDS}
+    _flag_new_diagnosis_with_relapse(values)
     _settle_inconsistencies(values)
+    _settle_line_of_therapy(values)
     if values["relapse_cns_involved"] is None:
         values["relapse_cns_involved"] = _CNS_INVOLVED_BY_SITE.get(values["relapse_site"])
 

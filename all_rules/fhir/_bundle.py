@@ -284,13 +284,13 @@ def _patient_values(record: Record, age: float,
 
 def _uncoded_phase(diagnosis: Diagnosis, values: Mapping[str, Any], extra: Mapping[str, Any],
                    unmapped: list[Unmapped], undetermined: set[str]) -> None:
-    """A patient in remission whose phase neither the record nor the caller gives: the facts
-    fall back to the default phase (diagnosis), so this is reported and the phase marked
+    """A patient in remission whose phase neither the record nor the caller gives: the phase
+    is unknown (never read as a new diagnosis), which is reported and the phase marked
     undetermined rather than passed off as read."""
     if values.get("complete_remission") is True and "phase" not in values and \
             "phase" not in extra:
         unmapped.append(Unmapped(diagnosis.resource, "in remission, but the treatment "
-                                 "phase is not coded: phase left at its default",
+                                 "phase is not coded: phase left unknown",
                                  "phase"))
         undetermined.add("phase")
 

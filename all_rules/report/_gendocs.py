@@ -154,6 +154,49 @@ def traceability_markdown(ruleset: Ruleset) -> str:
 
 # --- facts -----------------------------------------------------------------------------------
 
+#: Every input field whose default is not "unknown" (None), with why the default cannot change
+#: a recommendation (issue 17 §1). A new default without an entry here fails the generator.
+DEFAULTS_KEPT: dict[str, str] = {
+    "plan.doses": (
+        "absent: no doses listed (`()`). With no dose there is nothing to audit: the dose "
+        "aggregates (`plan.*_mg`, `plan.*_per_m2`, `plan.*_per_kg`) stay unknown, so no dose "
+        "audit fires, and `plan.has_doses` is false, which only spares the BSA and weight "
+        "items the request to check doses that are not there (in diagnosis and induction they "
+        "are asked for anyway). No recommendation is made or withheld on it."),
+}
+
+
+def _defaults_kept() -> list[tuple[str, Any]]:
+    """(field, default) for every input field whose default is not None."""
+    found = []
+    for prefix, model in (("", PatientFacts), ("plan.", Plan)):
+        for name, info in model.model_fields.items():
+            if not info.is_required() and info.get_default(call_default_factory=True) \
+                    is not None:
+                found.append((prefix + name, info.get_default(call_default_factory=True)))
+    return found
+
+
+def _defaults_section() -> list[str]:
+    lines = ["\n## Defaults kept\n\nAn absent fact is unknown, never a default, wherever it "
+             "could change a recommendation: an absent `phase` is not a new diagnosis and an "
+             "absent `relapse_count` is not 0 (`data.phase`, `data.relapse_count` ask for "
+             "them). The only defaults the input model keeps, and why none can change a "
+             "recommendation:\n\n", "| Field | Default | Why it is kept |\n|---|---|---|\n"]
+    for name, default in _defaults_kept():
+        if name not in DEFAULTS_KEPT:
+            raise ValueError(f"input field {name} has default {default!r} and no entry in "
+                             "DEFAULTS_KEPT saying why it cannot change a recommendation")
+        shown = "`()`" if default == () else f"`{default!r}`"
+        lines.append(f"| `{name}` | {shown} | {_cell(DEFAULTS_KEPT[name])} |\n")
+    lines.append(
+        "\nNot defaults but readings of a given fact ([concepts.md](concepts.md), \"Line of "
+        "therapy\"): phase `diagnosis` (a new diagnosis) establishes that there was no relapse "
+        "(`relapse_line` 0); in consolidation and maintenance a given `remission_number` is "
+        "the current remission, so it gives the number of relapses. `patient_id` and `plan` "
+        "absent are unknown: no id is echoed, and no plan is audited.\n")
+    return lines
+
 def _annotation_base(annotation: Any) -> Any:
     base = annotation
     if isinstance(base, types.UnionType) or typing.get_origin(base) is typing.Union:
@@ -186,13 +229,7 @@ def _unknown(name: str, info: Any, asked: dict[str, list[str]], informational: s
              read: bool) -> str:
     if name == "age_years":
         return "required: an assessment needs it"
-    if name == "phase":
-        return "absent or null: `diagnosis`"
-    parts = []
-    if name == "relapse_count":
-        parts.append("absent: 0; null: unknown")
-    else:
-        parts.append("absent or null (or `unknown`): unknown")
+    parts = ["absent or null (or `unknown`): unknown"]
     if read:
         parts.append("a rule testing it does not fire")
     if asked.get(name):
@@ -275,6 +312,7 @@ def facts_markdown(ruleset: Ruleset) -> str:
             readers = read.get(name, [])
             lines.append(f"| `{name}` | {spec.unit or '—'} | {_cell(spec.description)} "
                          f"| {', '.join(f'`{r}`' for r in readers) or '—'} |\n")
+    lines += _defaults_section()
     return "".join(lines)
 
 

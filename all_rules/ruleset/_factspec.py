@@ -97,6 +97,26 @@ _DERIVED: tuple[FactSpec, ...] = (
     FactSpec("inconsistent.age_at_diagnosis", "bool", "age at diagnosis above current age",
              derived=True, description="`age_at_diagnosis_years` above `age_years`; the age at "
              "diagnosis is then unknown (no stand-in)"),
+    FactSpec("inconsistent.phase", "bool", "phase diagnosis with a relapse recorded",
+             derived=True, description="phase `diagnosis` (a new diagnosis) with `relapse_count` "
+             "1 or more, `remission_number` 2 or more, or (no `relapse_count`) a "
+             "`relapse_site` or `relapse_cns_involved`; the phase, `relapse_count` and "
+             "`remission_number` are then unknown"),
+    FactSpec("relapse_line", "integer", "relapses so far", derived=True,
+             description="`relapse_count`; when it is unknown: 0 in the diagnosis phase (a new "
+             "diagnosis), `remission_number` − 1 in consolidation or maintenance (given in "
+             "remission), 1 in the relapsed phase with `remission_number` 1; otherwise unknown "
+             "(never re-derived when a contradiction made `relapse_count` unknown, and never 0 "
+             "derived with a `relapse_site` or `relapse_cns_involved` recorded)"),
+    FactSpec("line_of_therapy", "enum", "line of therapy", values=("first", "relapse"),
+             derived=True, description="`first` when `relapse_line` is 0; `relapse` when it is "
+             "1 or more, or with `remission_number` 2 or more, or in the relapsed phase; "
+             "otherwise unknown. The first-line items (consolidation, HSCT in first remission) "
+             "need `first`; the relapse pathway reads `relapse`, in any phase"),
+    FactSpec("current_remission_number", "integer", "current remission", derived=True,
+             description="the remission the patient is in now: `remission_number` when it is "
+             "`relapse_line` + 1; unknown otherwise (e.g. a remission number that may be the "
+             "latest remission before a further relapse)"),
     FactSpec("plan.given", "bool", "a treatment plan was given", derived=True,
              description="true when `plan` is present"),
     FactSpec("plan.has_doses", "bool", "the plan lists doses", derived=True,

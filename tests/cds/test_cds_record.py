@@ -235,22 +235,23 @@ def test_values_not_used_are_listed_by_fact_and_resource(server: str) -> None:
 
 
 def test_in_remission_without_a_phase_withholds_phase_specific_advice(server: str) -> None:
-    """ICD-10-CM C91.01 (in remission) opens the gate but names no phase: the facts would
-    hold the default `diagnosis`, so phase-specific cards are withheld and one warning says
-    which, and what to send."""
+    """ICD-10-CM C91.01 (in remission) opens the gate but names no phase: the phase is unknown
+    (no default, issue 17 §1), so no phase-specific item fires at all, the guideline asks for
+    the phase (data.phase, shown) and one warning says so, and what to send."""
     record = chart(code="C91.01", system=ICD10CM)
     assessment, mapped = mapped_assessment(record)
     assert "phase" in mapped.undetermined
     specific = [i.id for i in assessment.recommendations if phase_specific(i)]
-    assert specific, "the default phase gives phase-specific items to withhold"
+    assert specific == [], "an unknown phase gives no phase-specific item"
+    assert "data.phase" in assessment.ids()
     cards = call(server, PATIENT_VIEW, hook_request("patient-view", record)).json()["cards"]
     (warning,) = own(cards)
     assert "phase not determined" in warning["summary"]
-    assert all(f"`{i}`" in warning["detail"] for i in specific)
+    assert "No phase-specific recommendation applied." in warning["detail"]
     assert "phase" in warning["detail"]
     shown = topics(cards)
-    assert shown == [i for i in assessment.ids() if i not in specific]
-    assert not set(shown) & set(specific)
+    assert shown == assessment.ids()
+    assert "data.phase" in shown
     not_in_remission = chart(code="C91.00", system=ICD10CM)
     cards = call(server, PATIENT_VIEW,
                  hook_request("patient-view", not_in_remission)).json()["cards"]
@@ -312,7 +313,7 @@ def test_record_warnings_put_no_resource_or_value_in_the_log(
         time.sleep(0.05)
     (line,) = found
     assert line["incomplete"] is True
-    assert line["withheld"]
+    assert line["withheld"] == []  # an unknown phase gives no phase-specific item to withhold
     for text in lines:
         for secret in ("weight-2", "Observation/", "Condition/", "stone", "fhir.example.org",
                        '"p1"', "1984-03-02"):

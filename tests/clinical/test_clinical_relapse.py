@@ -7,7 +7,11 @@ facts), and over a smaller hypothesis search:
 - no item of kind ``recommend`` about HSCT unless ``transplant_eligible`` is true (or the item
   states eligibility as its own condition);
 - no Ph+ TKI alert (``audit.ph_without_tki``) without the TKI recommendation it enforces, and
-  no extramedullary-relapse alert without the systemic-therapy recommendation.
+  no extramedullary-relapse alert without the systemic-therapy recommendation;
+- (issue 17 §§1, 3) no phase item without a known phase, no first-line consolidation item
+  unless the patient is known to have had no relapse, and every MRD-positive, eligible
+  patient known to be in a second or later remission gets one of the further-courses /
+  proceed / courses-needed items, in any phase.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from ..support.strategies import patients
 
 ADULT_B = {"lineage": "B", "ph_status": "negative", "wbc_at_diagnosis_10e9_per_l": 10,
            "cns_status": "CNS1", "complete_remission": True, "weeks_to_complete_remission": 3,
-           "mrd_end_of_induction_percent": 0.001}
+           "mrd_end_of_induction_percent": 0.001, "phase": "diagnosis", "relapse_count": 0}
 RELAPSE = {**ADULT_B, "phase": "relapsed", "relapse_count": 1}
 
 HSCT_WORDS = re.compile(r"\bHSCT\b|\btransplant\b", re.IGNORECASE)
@@ -74,6 +78,35 @@ def violations(guideline: Guideline, facts: Mapping[str, Any], hsct: frozenset[s
     for alert, recommendation in ENFORCES.items():
         if alert in ids and recommendation not in ids:
             found.append(f"{alert} without {recommendation}")
+    return found + pathway_violations(facts, ids)
+
+
+#: First-line consolidation items: they need the first line of therapy known (issue 17 §3).
+FIRST_LINE = frozenset({"consolidation.multiagent", "consolidation.delayed_intensification",
+                        "consolidation.pegaspargase", "consolidation.continue_intrathecal",
+                        "consolidation.high_dose_methotrexate", "consolidation.mrd_intensify",
+                        "consolidation.mrd_standard"})
+PHASE_ITEMS = ("induction.", "consolidation.", "maintenance.")
+LATER_REMISSION = frozenset({"transplant.mrd_positive_second_remission",
+                             "transplant.proceed_despite_mrd", "transplant.courses_needed"})
+
+
+def pathway_violations(facts: Mapping[str, Any], ids: set[str]) -> list[str]:
+    """No phase item on an absent phase, no first-line item unless no relapse is known, and
+    the further-courses decision for every MRD-positive later remission (issue 17)."""
+    found = []
+    relapses, remission = facts.get("relapse_count"), facts.get("remission_number")
+    if facts.get("phase") is None and any(i.startswith(PHASE_ITEMS) for i in ids):
+        found.append("a phase item with the phase unknown")
+    no_relapse = relapses == 0 or (relapses is None and remission == 1)
+    if ids & FIRST_LINE and not no_relapse:
+        found.append(f"first-line items without a known first line: {sorted(ids & FIRST_LINE)}")
+    later = (relapses is not None and remission is not None and remission >= 2
+             and remission == relapses + 1 and facts.get("phase") != "diagnosis")
+    mrd = facts.get("mrd_current_percent")
+    if later and facts.get("transplant_eligible") is True and mrd is not None and mrd >= 0.01 \
+            and not ids & LATER_REMISSION:
+        found.append("MRD-positive later remission without the further-courses decision")
     return found
 
 
@@ -104,7 +137,8 @@ def hsct_patients(count: int, seed: int) -> Iterator[dict[str, Any]]:
         "substantial_comorbidities": [True, False],
         "tki_available": [True, False],
     }
-    phases = ["diagnosis", "induction", "consolidation", "maintenance", "relapsed", "refractory"]
+    phases = ["diagnosis", "induction", "consolidation", "maintenance", "relapsed", "refractory",
+              None]
     for index in range(count):
         facts: dict[str, Any] = {"patient_id": f"h{index}", "phase": rnd.choice(phases)}
         for name, values in choices.items():
@@ -259,6 +293,40 @@ def test_relapse_goal_never_says_second_remission_where_it_is_not(
                                    "transplant_eligible": True, **facts})
         goal = items["transplant.second_remission_goal"]
         assert "second" not in (goal.text + goal.reason).lower()
+
+
+def test_line_of_therapy_not_the_phase_label_decides_the_pathway(guideline: Guideline) -> None:
+    """Issue 17 §3: a second remission recorded in consolidation gets the relapse pathway (the
+    further-courses statement, in a third remission too) and no first-line consolidation item;
+    an unknown number of courses is asked for there; a first remission keeps the first line."""
+    cr2 = {**ADULT_B, "age_years": 30, "phase": "consolidation", "relapse_count": 1,
+           "remission_number": 2, "relapse_site": "marrow", "mrd_current_percent": 0.5,
+           "courses_since_remission": 0, "transplant_eligible": True,
+           "substantial_comorbidities": False}
+    for remission in (2, 3):
+        items = _items(guideline, {**cr2, "relapse_count": remission - 1,
+                                   "remission_number": remission})
+        assert "transplant.mrd_positive_second_remission" in items
+        assert not set(items) & FIRST_LINE
+    unknown_courses = _items(guideline, {**cr2, "courses_since_remission": None})
+    assert unknown_courses["transplant.courses_needed"].kind.value == "data_needed"
+    first = _items(guideline, {**cr2, "relapse_count": 0, "remission_number": 1,
+                               "relapse_site": None})
+    assert {"consolidation.pegaspargase", "consolidation.delayed_intensification"} <= set(first)
+    assert not set(first) & LATER_REMISSION
+
+
+def test_unfit_older_adult_gets_no_full_intensity_consolidation(guideline: Guideline) -> None:
+    """Issue 17 §5: reduced intensity applies in consolidation: no pegaspargase, delayed
+    intensification or multi-agent block at 70, or with substantial comorbidities."""
+    cr1 = {**ADULT_B, "phase": "consolidation", "remission_number": 1,
+           "mrd_consolidation_percent": 0.001}
+    for facts in ({**cr1, "age_years": 70, "substantial_comorbidities": False},
+                  {**cr1, "age_years": 40, "substantial_comorbidities": True}):
+        items = _items(guideline, facts)
+        assert not {"consolidation.pegaspargase", "consolidation.delayed_intensification",
+                    "consolidation.multiagent"} & set(items)
+        assert "consolidation.continue_intrathecal" in items
 
 
 def test_mrd_positive_cr2_with_unknown_courses_asks_for_them(guideline: Guideline) -> None:

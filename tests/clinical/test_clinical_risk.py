@@ -17,7 +17,8 @@ from all_rules import Guideline
 from ..support.strategies import patients
 
 ADULT_B = {"lineage": "B", "ph_status": "negative", "wbc_at_diagnosis_10e9_per_l": 10,
-           "cns_status": "CNS1", "bsa_m2": 1.8, "kmt2a_rearranged": False}
+           "cns_status": "CNS1", "bsa_m2": 1.8, "kmt2a_rearranged": False,
+           "phase": "diagnosis", "relapse_count": 0}
 
 
 def _item(guideline: Guideline, facts: dict[str, Any], rule_id: str) -> Any:

@@ -199,7 +199,7 @@ def test_a_disagreement_is_caught() -> None:
     shifted = load(RULESETS, {"high_risk_age_years": 30})
     wrong = Evaluator(shifted)
     facts = {"age_years": 32, "lineage": "B", "ph_status": "negative",
-             "wbc_at_diagnosis_10e9_per_l": 10}
+             "wbc_at_diagnosis_10e9_per_l": 10, "phase": "diagnosis"}
     found = _disagreement(guideline, wrong, facts)
     assert found is not None
     assert "risk.age_35_or_older" in found

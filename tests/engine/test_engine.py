@@ -240,7 +240,7 @@ def test_risk_group_must_be_exactly_one(
 def test_unknown_value_never_satisfies_a_comparison(guideline: Guideline) -> None:
     """Unknown WBC is neither above nor below any threshold; it yields a data item."""
     assessment = guideline.assess({"age_years": 30, "lineage": "B", "ph_status": "negative",
-                                   "kmt2a_rearranged": False})
+                                   "kmt2a_rearranged": False, "phase": "diagnosis"})
     assert "risk.wbc_b_over_30" not in assessment.ids()
     assert assessment.risk.group.value == "indeterminate"
     assert "data.wbc" in assessment.ids()
@@ -281,7 +281,7 @@ def test_tiny_numbers_reach_the_engine_in_fixed_point(guideline: Guideline) -> N
     assessment = guideline.assess({
         "age_years": 30, "age_at_diagnosis_years": 30, "kmt2a_rearranged": False,
         "lineage": "B", "ph_status": "negative",
-        "wbc_at_diagnosis_10e9_per_l": 1e-7, "phase": "consolidation",
+        "wbc_at_diagnosis_10e9_per_l": 1e-7, "phase": "consolidation", "relapse_count": 0,
         "complete_remission": True, "weeks_to_complete_remission": 3,
         "mrd_end_of_induction_percent": 1e-7, "mrd_consolidation_percent": 5e-324})
     assert assessment.risk.group.value == "standard"

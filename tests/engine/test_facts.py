@@ -90,13 +90,16 @@ def test_error_text_carries_only_the_offending_values() -> None:
     assert "female" not in str(caught.value)
 
 
-def test_null_means_unknown_and_phase_null_means_default() -> None:
-    """Explicit nulls are unknown; relapse_count absent is 0 but null is unknown."""
+def test_absent_or_null_is_unknown_never_a_default() -> None:
+    """Explicit nulls and absent facts are unknown: no phase is read as a new diagnosis and no
+    relapse count as 0 (issue 17 §1)."""
     facts = validate_facts({"age_years": 5, "lineage": None, "phase": None,
                             "relapse_count": None})
-    assert facts.phase.value == "diagnosis"
+    assert facts.phase is None
     assert facts.relapse_count is None
-    assert validate_facts({"age_years": 5}).relapse_count == 0
+    absent = validate_facts({"age_years": 5})
+    assert absent.phase is None
+    assert absent.relapse_count is None
 
 
 def test_mosteller_bsa_and_given_bsa_wins() -> None:

@@ -185,8 +185,8 @@ def test_reasons_texts_and_the_threshold_show_both_notations() -> None:
         "HSCT is planned with current MRD 0.08 % (8 in 10,000 cells), at or above 0.01 % "
         "(1 in 10,000 cells), and no further course given yet.")
     assert items["transplant.mrd_positive_second_remission"].reason.startswith(
-        "Second remission with MRD 0.08 % (8 in 10,000 cells), at or above 0.01 % (1 in "
-        "10,000 cells), after 0 further course(s)")
+        "Current remission 2 (second or later) with MRD 0.08 % (8 in 10,000 cells), at or "
+        "above 0.01 % (1 in 10,000 cells), after 0 further course(s)")
     child = assess({**CHILD, "mrd_end_of_induction_percent": 0.05})
     intensify = next(i for i in child.recommendations if i.id == "consolidation.mrd_intensify")
     assert intensify.text == ("Intensify treatment; MRD at or above 0.01 % (1 in 10,000 "

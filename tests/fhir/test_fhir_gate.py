@@ -48,8 +48,9 @@ def test_codes_systems_send_for_all(system: str, code: str, carried: dict[str, A
     facts = mapped.facts.model_dump()
     for fact in ("lineage", "ph_status", "kmt2a_rearranged", "complete_remission"):
         assert facts[fact] == carried.get(fact), fact
-    assert facts["phase"] == carried.get("phase", "diagnosis")
-    assert facts["relapse_count"] == carried.get("relapse_count", 0)
+    # No default: a phase or relapse count the record does not give is unknown (issue 17 §1).
+    assert facts["phase"] == carried.get("phase")
+    assert facts["relapse_count"] == carried.get("relapse_count")
 
 
 

@@ -66,7 +66,7 @@ def test_overlay_changes_a_threshold_and_the_digest(tmp_path: Path) -> None:
     overlay = tmp_path / "overlay.yaml"
     overlay.write_text("parameters:\n  adult_b_wbc_10e9_per_l: 25\n", encoding="utf-8")
     patient = {"age_years": 30, "lineage": "B", "ph_status": "negative",
-               "wbc_at_diagnosis_10e9_per_l": 28}
+               "wbc_at_diagnosis_10e9_per_l": 28, "phase": "diagnosis"}
     default = Guideline.default()
     local = Guideline.load(overlay=overlay)
     try:
@@ -96,8 +96,9 @@ def test_direct_parameter_override(tmp_path: Path) -> None:
     """Parameters can also be overridden in code, and are checked the same way."""
     local = Guideline.load(parameters={"high_risk_age_years": 30})
     try:
-        assert "risk.age_35_or_older" in local.assess({"age_years": 32}).ids()
-        assert "risk.age_35_or_older" not in Guideline.default().assess({"age_years": 32}).ids()
+        facts = {"age_years": 32, "phase": "diagnosis"}
+        assert "risk.age_35_or_older" in local.assess(facts).ids()
+        assert "risk.age_35_or_older" not in Guideline.default().assess(facts).ids()
     finally:
         local.close()
     with pytest.raises(RulesetValidationError, match="high_risk_age"):

@@ -198,10 +198,11 @@ def test_a_patient_crossing_18_in_induction_stays_on_the_pediatric_pathway(
 def test_a_patient_crossing_22_keeps_the_childhood_backbone_at_the_label_dose(
         guideline: Guideline) -> None:
     facts = {**CHILD, "age_years": 22.1, "age_at_diagnosis_years": 17.5, "bsa_m2": 1.8,
-             "substantial_comorbidities": False, "phase": "induction"}
+             "substantial_comorbidities": False, "phase": "induction",
+             "plan": {"regimen": "source_backbone"}}
     keys = _keys(guideline, facts)
-    # Pathway: no regimen named, diagnosed as a child, so the backbone's figures apply; the
-    # pegaspargase label reads the current age (22 or more): the adult dose.
+    # Pathway: diagnosed as a child, on the source backbone; the pegaspargase label reads
+    # the current age (22 or more): the adult dose.
     assert "population.specialized_center#pediatric" in keys
     assert "induction.four_drug_backbone#adult" in keys
     item = _item(guideline, facts, "induction.four_drug_backbone")

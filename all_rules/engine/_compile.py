@@ -59,10 +59,41 @@ def _derived_expr(test: DerivedTest) -> dict[str, Any]:
     return {"$and": [{"t": "derived"}, selector]}
 
 
-def compile_branch(branch: Branch, stage: int, values: Mapping[str, float]) -> dict[str, Any]:
-    """One conjunction as one durable rule definition."""
+def fact_order(ruleset: Ruleset) -> dict[str, int]:
+    """Each tested fact's place in every compiled conjunction.
+
+    Durable matches a pattern's tests as a chain of alpha nodes, shares a chain's prefix
+    between patterns, and walks the network depth-first with a fixed stack of 64 nodes
+    (``MAX_STACK_SIZE`` in its events.c; error 303 "Could not assert fact" when full). Every
+    matched child of a node, and every "not exists" child of an absent fact, waits on that
+    stack. With the tests in the order the rules happen to be written, a patient with many
+    facts matched or absent overflowed it (1 in 20,000 generated patients once the ruleset
+    reached about 125 rules); ordering the facts by how many branches test them made it
+    worse (1 in 9). The facts tested in the fewest distinct ways come first (then the most
+    tested, then by name), so the first levels of the network are narrow: no overflow in
+    the sweeps, and none with every rule of the shipped guideline doubled
+    (tests/engine/test_engine_capacity.py)."""
+    counts: dict[str, int] = {}
+    distinct: dict[str, set[str]] = {}
+    for rule in ruleset.rules:
+        for branch in rule.branches:
+            for test in branch:
+                if isinstance(test, FactTest):
+                    distinct.setdefault(test.fact, set()).add(repr((test.op, test.value)))
+            for fact in {t.fact for t in branch if isinstance(t, FactTest)}:
+                counts[fact] = counts.get(fact, 0) + 1
+    ranked = sorted(counts, key=lambda fact: (len(distinct[fact]), -counts[fact], fact))
+    return {fact: place for place, fact in enumerate(ranked)}
+
+
+def compile_branch(branch: Branch, stage: int, values: Mapping[str, float],
+                   order: Mapping[str, int]) -> dict[str, Any]:
+    """One conjunction as one durable rule definition, its fact tests in ``order``."""
     patterns: list[dict[str, Any]] = []
-    fact_tests = [_fact_expr(t, values) for t in branch if isinstance(t, FactTest)]
+    tests = sorted((t for t in branch if isinstance(t, FactTest)),
+                   key=lambda t: (order[t.fact], json.dumps(_fact_expr(t, values),
+                                                            sort_keys=True)))
+    fact_tests = [_fact_expr(t, values) for t in tests]
     if fact_tests:
         patterns.append({"p": {"$and": [{"t": "patient"}, *fact_tests]}})
     derived = [t for t in branch if isinstance(t, DerivedTest)]
@@ -107,6 +138,7 @@ def compile_ruleset(ruleset: Ruleset, sid: str) -> Compiled:
     entries: dict[str, tuple[Fired, str | None]] = {}
     derived_json: dict[str, str] = {}
     definition: dict[str, Any] = {}
+    order = fact_order(ruleset)
     for rule_index, rule in enumerate(ruleset.rules):
         spec = rule.spec
         if spec.concludes is not Concludes.RECOMMENDATION:
@@ -116,7 +148,7 @@ def compile_ruleset(ruleset: Ruleset, sid: str) -> Compiled:
                 f'"id":{json.dumps("d:" + spec.id)}}}')
         for branch_index, branch in enumerate(rule.branches):
             name = f"r{rule_index}_{branch_index}"
-            definition[name] = compile_branch(branch, rule.stage, ruleset.values)
+            definition[name] = compile_branch(branch, rule.stage, ruleset.values, order)
             entries[name] = (Fired(rule, branch_index), derived_json.get(spec.id))
     # Fires once on every new session state; see EngineState._prime.
     definition[PRIME] = {"all": [{"m": {"$and": [{"t": "prime"}]}}]}

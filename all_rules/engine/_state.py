@@ -24,6 +24,11 @@ avoids every hazard of ``durable.engine.Host`` measured when the project began (
 * derived facts are asserted by stage; a negated derived fact is tested only when a stage
   fact arrives after all its producers have fired, so negation sees the final picture
   (``_compile``, ``_network``);
+* durable walks its alpha network with a fixed stack of 64 nodes and fails a patient with
+  error 303 when the matched and "not exists" children of the nodes on the way fill it: the
+  tests of every compiled conjunction are put in one global order, narrowest facts first,
+  so the network's first levels are narrow (``_compile.fact_order``; headroom pinned with
+  every rule doubled);
 * numbers durable's parser would reject (exponents) are written in fixed point (``_encode``);
 * engine errors are reported without their text's fact content (durable echoes whole facts);
 * after ``fork`` the child gets a new lock (another thread may have held the parent's) and

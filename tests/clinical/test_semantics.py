@@ -34,10 +34,49 @@ from .test_exclusive import domain_patients
 
 SWEEP = 50_000
 
-#: (rule id, fact): a recommendation that may stand while this fact is unknown, because the
-#: policy reads the unknown explicitly and the advice does not change for any known value
-#: but one that brings its own, opposite item (declared exclusive with it).
-UNKNOWN_READINGS: dict[tuple[str, str], str] = {}
+_PLAN = ("a fact of the plan under audit, not of the patient: unknown means the plan does not "
+         "say, and the guideline's own advice stands (the audits compare a known plan)")
+_LATEST_MRD = ("the latest known MRD decides: the end-of-induction MRD when no consolidation "
+               "MRD is recorded (docs/clinical-policy.md)")
+_CHILD_FITNESS = ("a child's unknown comorbidities do not withhold full intensity (policy "
+                  "'Full intensity for an adult needs known fitness'); for an adult they must "
+                  "be known absent")
+
+#: (rule id, fact) → why: the readings of an unknown fact a ``recommend`` item may rest on.
+#: Each reads the fact to choose its wording or variant, to step aside for a stronger item,
+#: or as the content policy states; none presumes a precondition of the intervention. Any
+#: other recommendation that cites an unknown fact fails the property.
+UNKNOWN_READINGS: dict[tuple[str, str], str] = {
+    ("induction.four_drug_backbone", "plan.regimen"): _PLAN,
+    ("population.adult_regimens", "plan.regimen"): _PLAN,
+    ("induction.steroid_choice", "plan.steroid"): _PLAN,
+    ("ph.tki_required", "plan.tki"): _PLAN + "; a plan on a TKI is told to continue it",
+    ("induction.four_drug_backbone", "bsa_m2"):
+        "the variant without dose figures: no figure is shown and the BSA is asked for",
+    ("ph.tki_required", "phase"):
+        "a TKI is mandatory in every phase (S30); the phase only chooses the wording",
+    ("ph.tki_required", "diagnosis_age_years"):
+        "the childhood survival figure is quoted only when the age at diagnosis is known",
+    ("ph.tki_required", "tki_available"):
+        "a TKI is mandatory (S30); a TKI known to be unavailable brings ph.tki_unavailable",
+    ("consolidation.mrd_intensify", "mrd_consolidation_percent"): _LATEST_MRD,
+    ("consolidation.mrd_standard", "mrd_consolidation_percent"): _LATEST_MRD,
+    ("transplant.high_risk_adult", "mrd_consolidation_percent"): _LATEST_MRD,
+    ("consolidation.high_risk_intensify", "mrd_consolidation_percent"):
+        "MRD is read only to leave a positive MRD to consolidation.mrd_intensify",
+    ("consolidation.high_risk_intensify", "mrd_end_of_induction_percent"):
+        "MRD is read only to leave a positive MRD to consolidation.mrd_intensify",
+    ("transplant.high_risk_adult", "remission_number"):
+        "first remission known without its number: complete remission on the first line",
+    ("transplant.very_high_risk", "remission_number"):
+        "first remission known without its number: complete remission on the first line",
+    **{(rule, "substantial_comorbidities"): _CHILD_FITNESS for rule in (
+        "induction.four_drug_backbone", "cns.high_dose_methotrexate",
+        "consolidation.high_dose_methotrexate", "consolidation.multiagent",
+        "consolidation.delayed_intensification", "consolidation.pegaspargase",
+        "consolidation.mrd_intensify", "consolidation.high_risk_intensify",
+        "ph.tki_unavailable")},
+}
 
 ADULT_HSCT = frozenset({"transplant.high_risk_adult", "transplant.high_risk_adult_mrd_negative",
                         "transplant.very_high_risk"})
@@ -73,7 +112,10 @@ def violations(assessment: Assessment, facts: Mapping[str, Any],
     for item in assessment.recommendations:
         if item.kind.value == "recommend":
             for entry in item.evidence:
-                if entry.value is None and (item.id, entry.fact) not in UNKNOWN_READINGS:
+                reading = UNKNOWN_READINGS.get((item.id, entry.fact))
+                if reading is _CHILD_FITNESS and facts["age_years"] >= adult_age:
+                    reading = None
+                if entry.value is None and reading is None:
                     yield "recommend on an absent fact", f"{item.id} ← {entry.fact}"
         for label, words in (("reason", item.reason), ("text", item.text)):
             found = NOTATION.search(words)

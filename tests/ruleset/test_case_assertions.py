@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from pydantic import ValidationError
 
 from all_rules import Guideline
@@ -95,16 +98,26 @@ def test_a_dose_assertion_reads_the_patients_dose(guideline: Guideline) -> None:
                     ItemExpectation.model_validate({"doses": {"vincristine": 1.4}}))
 
 
-def test_traceability_counts_only_cases_that_test_the_statement() -> None:
+def test_traceability_counts_only_cases_that_test_the_statement(tmp_path: Path) -> None:
     """maintenance_test.yaml asserts its items (2 cases each); a rule whose cases only name
-    its id is marked untested, and the page says how many are."""
+    its id is marked untested (shown on a copy whose maintenance cases lose their item
+    assertions), and the page says how many are."""
     ruleset = load(RULESETS)
     page = traceability_markdown(ruleset)
     assert "`maintenance.regimen` (2 cases)" in page
     row = next(line for line in page.splitlines() if line.startswith("| `maintenance.regimen`"))
     assert row.count("maintenance_test.yaml") == 2
     assert row.endswith("| 1 |")  # the near miss names it without testing it
-    assert "`audit.maintenance_too_short` (**untested**)" in page
+    copy = tmp_path / "rulesets"
+    shutil.copytree(RULESETS, copy, ignore=shutil.ignore_patterns("releases"))
+    cases = yaml.safe_load((copy / "maintenance_test.yaml").read_text(encoding="utf-8"))
+    for case in cases["cases"]:
+        case["expect"].pop("items", None)
+    (copy / "maintenance_test.yaml").write_text(yaml.safe_dump(cases, allow_unicode=True),
+                                                encoding="utf-8")
+    stripped = traceability_markdown(load(copy))
+    assert "`maintenance.regimen` (**untested**)" in stripped
+    assert "`maintenance.regimen` (**untested**)" not in page
     testing, _ = _cases(ruleset)
     untested = [rule.key for rule in ruleset.rules if not testing.get(rule.key)]
     assert f"**{len(untested)} of {len(ruleset.rules)} rules have no case testing" in page

@@ -19,7 +19,7 @@ from ..conftest import RULESETS
 
 RULESET = load(RULESETS)
 
-REQUIRE_ASSERTING_CASES = False
+REQUIRE_ASSERTING_CASES = True
 """The switch: True fails the suite for an output rule with no case that asserts its
 statement (``expect.items``: kind, variant, a text or reason phrase or a dose); False only
 warns, listing them, until every case file asserts its items."""

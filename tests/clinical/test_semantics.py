@@ -86,7 +86,7 @@ PEDIATRIC_FEATURES = frozenset({"risk.nci_high", "risk.cns3_child", "risk.t_all_
 DECISIONS: dict[str, frozenset[str]] = {
     "HSCT in first remission": frozenset({
         "transplant.high_risk_adult", "transplant.high_risk_adult_mrd_negative",
-        "transplant.very_high_risk"}),
+        "transplant.very_high_risk", "ph.hsct_first_remission"}),
     "HSCT timing in an MRD-positive later remission": frozenset({
         "transplant.mrd_positive_second_remission", "transplant.proceed_despite_mrd",
         "transplant.courses_needed"}),
@@ -96,7 +96,11 @@ DECISIONS: dict[str, frozenset[str]] = {
         "cns.no_routine_cranial_irradiation", "cns.cranial_irradiation_reserved",
         "cns.no_cranial_irradiation_young_child"}),
     "consolidation intensity": frozenset({
-        "consolidation.mrd_intensify", "consolidation.mrd_standard"}),
+        "consolidation.mrd_intensify", "consolidation.mrd_standard",
+        "consolidation.high_risk_intensify", "consolidation.mrd_positive_reduced_intensity"}),
+    "TKI": frozenset({"ph.tki_required", "ph.tki_unavailable"}),
+    "induction corticosteroid": frozenset({
+        "induction.steroid_choice", "audit.dexamethasone_young_child"}),
 }
 
 NOTATION = re.compile(

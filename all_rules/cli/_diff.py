@@ -12,7 +12,7 @@ from all_rules.cohort._io import GuidelineSpec
 from all_rules.cohort._read import CohortInputError
 from all_rules.ruleset._versions import UnknownVersionError, version_digests, version_directory
 
-from ._params import add_unsafe_options, unsafe_overrides
+from ._params import add_unsafe_options, distinct, unsafe_overrides
 
 
 def add_diff_parser(commands: Any, parameter: Any, workers: int) -> None:
@@ -78,7 +78,7 @@ def _spec(rules: str | None, overlay: Path | None,
                 raise CohortInputError(f"{rules}: not a ruleset directory, and {error}"
                                        ) from None
     return GuidelineSpec(directory, str(overlay) if overlay else None,
-                         tuple(sorted(dict(params).items())),
+                         tuple(sorted(distinct(params).items())),
                          tuple(sorted((name, item["value"], item["reason"])
                                       for name, item in unsafe.items())))
 

@@ -41,7 +41,7 @@ from all_rules.report._describe import assessment_text, catalogue_markdown, desc
 from all_rules.ruleset._loader import check
 
 from . import _diff
-from ._params import add_unsafe_options, parameter, unsafe_overrides
+from ._params import add_unsafe_options, distinct, parameter, unsafe_overrides
 
 if TYPE_CHECKING:
     from all_rules.cohort._io import CohortRun, GuidelineSpec
@@ -187,7 +187,7 @@ def _add_schema_parser(commands: Any) -> None:
 
 
 def _guideline(args: argparse.Namespace) -> Guideline:
-    params = dict(args.param)
+    params = distinct(args.param)
     unsafe = _unsafe_of(args)
     if args.rules is None and args.overlay is None and not params and not unsafe:
         return Guideline.default()
@@ -330,7 +330,7 @@ def _cohort_spec(args: argparse.Namespace) -> GuidelineSpec:
 
     return GuidelineSpec(str(args.rules) if args.rules else None,
                          str(args.overlay) if args.overlay else None,
-                         tuple(sorted(dict(args.param).items())),
+                         tuple(sorted(distinct(args.param).items())),
                          tuple(sorted((name, item["value"], item["reason"])
                                       for name, item in _unsafe_of(args).items())))
 

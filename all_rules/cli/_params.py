@@ -12,7 +12,7 @@ from all_rules.cohort._records import record_value
 from all_rules.engine._input import excerpt
 from all_rules.exceptions import InvalidParameterError, RulesetIssue
 
-__all__ = ["add_unsafe_options", "parameter", "unsafe_overrides"]
+__all__ = ["add_unsafe_options", "distinct", "parameter", "unsafe_overrides"]
 
 
 def parameter(text: str) -> tuple[str, float]:
@@ -41,8 +41,20 @@ def add_unsafe_options(parser: argparse.ArgumentParser, sides: Sequence[str] = (
                         help="why the --unsafe-param values are used (required with them)")
 
 
-def _refused(message: str) -> InvalidParameterError:
-    return InvalidParameterError([RulesetIssue("--unsafe-param", None, None, "", message)])
+def _refused(message: str, option: str = "--unsafe-param") -> InvalidParameterError:
+    return InvalidParameterError([RulesetIssue(option, None, None, "", message)])
+
+
+def distinct(pairs: Sequence[tuple[str, float]], option: str = "--param") -> dict[str, float]:
+    """The overrides by name; InvalidParameterError (exit 2) for a name given twice, which
+    would otherwise keep the last value without a word."""
+    values: dict[str, float] = {}
+    for name, value in pairs:
+        if name in values and values[name] != value:
+            raise _refused(f"{name} is given twice ({values[name]:g} and {value:g}); give "
+                           "each parameter once", option)
+        values[name] = value
+    return values
 
 
 def unsafe_overrides(pairs: Sequence[tuple[str, float]], reason: str | None,
@@ -57,4 +69,5 @@ def unsafe_overrides(pairs: Sequence[tuple[str, float]], reason: str | None,
                        "value outside the safe range is used")
     if reason is not None and not given:
         raise _refused("--unsafe-reason is given without --unsafe-param")
-    return {name: {"value": value, "reason": reason} for name, value in pairs}
+    return {name: {"value": value, "reason": reason}
+            for name, value in distinct(pairs, "--unsafe-param").items()}

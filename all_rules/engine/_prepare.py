@@ -121,7 +121,8 @@ def _settle_inconsistencies(values: dict[str, Any]) -> None:
         "inconsistent.remission": cr is False and weeks is not None,
         "inconsistent.relapse_phase": values["phase"] == "relapsed" and relapses == 0,
         "inconsistent.remission_number": relapses is not None and remission is not None
-        and not relapses <= remission <= relapses + 1,
+        and not (remission == relapses + 1 if values["phase"] in _IN_REMISSION
+                 else relapses <= remission <= relapses + 1),
         "inconsistent.relapse_site": relapses == 0 and (
             values["relapse_site"] is not None or values["relapse_cns_involved"] is not None),
         "inconsistent.age_at_diagnosis": at_diagnosis is not None and at_diagnosis > age,
@@ -129,7 +130,9 @@ def _settle_inconsistencies(values: dict[str, Any]) -> None:
     values.update(flags)
     if flags["inconsistent.remission"]:
         values["complete_remission"] = values["weeks_to_complete_remission"] = None
-    if flags["inconsistent.relapse_phase"] or flags["inconsistent.relapse_site"]:
+    if flags["inconsistent.relapse_phase"]:
+        values["relapse_count"] = values["phase"] = None
+    if flags["inconsistent.relapse_site"]:
         values["relapse_count"] = None
     if flags["inconsistent.remission_number"]:
         values["relapse_count"] = values["remission_number"] = None
@@ -159,6 +162,10 @@ def _completed_weeks(weeks: float | None) -> int | None:
     """Time to complete remission in completed weeks (day 33 is 4 completed weeks)."""
     return None if weeks is None else math.floor(weeks + 1e-9)
 
+
+#: The MRD facts from the newest time point to the oldest (``mrd_latest_percent``).
+_MRD_NEWEST_FIRST = ("mrd_current_percent", "mrd_consolidation_percent",
+                     "mrd_end_of_induction_percent")
 
 #: Phases that are given in remission: there the remission number is the current remission.
 _IN_REMISSION = frozenset(("consolidation", "maintenance"))
@@ -212,9 +219,13 @@ def _settle_line_of_therapy(values: dict[str, Any]) -> None:
         line = "relapse"
     values["relapse_line"] = relapses
     values["line_of_therapy"] = line
-    values["current_remission_number"] = (
-        remission if remission is not None and relapses is not None and remission == relapses + 1
-        else None)
+    current = (remission if remission is not None and relapses is not None
+               and remission == relapses + 1 else None)
+    if current is None and remission is None and relapses is not None and phase in _IN_REMISSION:
+        current = relapses + 1  # given in remission: the remission after the last relapse
+    values["current_remission_number"] = current
+    values["mrd_latest_percent"] = next(
+        (values[name] for name in _MRD_NEWEST_FIRST if values[name] is not None), None)
 
 
 def prepare(facts: PatientFacts) -> PreparedFacts:

@@ -366,6 +366,7 @@ BOOL_WORDS: dict[str, tuple[str, str]] = {
 ENUM_WORDS: dict[str, dict[str, str]] = {
     "relapse_site": {"isolated_cns": "isolated CNS", "isolated_testicular":
                      "isolated testicular"},
+    "line_of_therapy": {"first": "first (no relapse)", "relapse": "after a relapse"},
     "plan.regimen": {"source_backbone": "source backbone",
                      "ukall_xii_ecog_2993": "UKALL XII/ECOG 2993", "hyper_cvad": "hyper-CVAD"},
 }

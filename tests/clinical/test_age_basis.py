@@ -51,9 +51,11 @@ _AT_DIAGNOSIS_FAMILIES = ("risk.", "missing.", "transplant.high_risk_adult",
                           "transplant.child_early_first_relapse",
                           "transplant.eligibility_needed")
 _CURRENT_FAMILIES = ("relapse.blinatumomab", "relapse.tisagenlecleucel", "relapse.inotuzumab",
-                     "audit.pegaspargase_dose", "audit.dexamethasone_young_child",
                      "induction.steroid_choice", "population.reduced_intensity",
                      "population.fitness_not_age_alone")
+#: Dose audits: the label's dose reads the current age, whether the source's backbone is the
+#: plan's regimen (a child's plan naming none) reads the age at diagnosis.
+_DOSE_AUDITS = ("audit.pegaspargase_dose", "audit.dexamethasone_young_child")
 
 
 def test_classification_and_hsct_read_the_age_at_diagnosis(ruleset: Ruleset) -> None:
@@ -67,6 +69,9 @@ def test_labels_doses_and_fitness_read_the_current_age(ruleset: Ruleset) -> None
     for rule in ruleset.rules:
         if rule.spec.id.startswith(_CURRENT_FAMILIES):
             assert age_basis(rule) == "current (age_years)", rule.key
+        if rule.spec.id.startswith(_DOSE_AUDITS):
+            assert age_basis(rule) in ("current (age_years)",
+                                       "both (age_years, diagnosis_age_years)"), rule.key
 
 
 def test_the_bound_never_decides_an_at_least_test(ruleset: Ruleset) -> None:

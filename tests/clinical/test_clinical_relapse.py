@@ -91,6 +91,19 @@ LATER_REMISSION = frozenset({"transplant.mrd_positive_second_remission",
                              "transplant.proceed_despite_mrd", "transplant.courses_needed"})
 
 
+def _hsct_indicated_after_relapse(facts: Mapping[str, Any]) -> bool:
+    """Whom the guideline addresses for HSCT after a relapse (ruleset condition
+    ``hsct_indicated_after_relapse``): diagnosed as an adult, a second or later relapse, or a
+    child's early first relapse of B-ALL (COG AALL1331: marrow or combined under 36 months,
+    isolated extramedullary under 18)."""
+    at_diagnosis, relapses = facts.get("age_at_diagnosis_years"), facts.get("relapse_count")
+    months, site = facts.get("months_from_diagnosis_to_relapse"), facts.get("relapse_site")
+    limit = {"marrow": 36, "combined": 36, "isolated_cns": 18, "isolated_testicular": 18}
+    early = months is not None and site in limit and months < limit[site]
+    return ((at_diagnosis is not None and at_diagnosis >= 18) or (relapses or 0) >= 2
+            or (relapses == 1 and facts.get("lineage") == "B" and early))
+
+
 def pathway_violations(facts: Mapping[str, Any], ids: set[str]) -> list[str]:
     """No phase item on an absent phase, no first-line item unless no relapse is known, and
     the further-courses decision for every MRD-positive later remission (issue 17)."""
@@ -105,7 +118,7 @@ def pathway_violations(facts: Mapping[str, Any], ids: set[str]) -> list[str]:
              and remission == relapses + 1 and facts.get("phase") != "diagnosis")
     mrd = facts.get("mrd_current_percent")
     if later and facts.get("transplant_eligible") is True and mrd is not None and mrd >= 0.01 \
-            and not ids & LATER_REMISSION:
+            and _hsct_indicated_after_relapse(facts) and not ids & LATER_REMISSION:
         found.append("MRD-positive later remission without the further-courses decision")
     return found
 

@@ -408,7 +408,8 @@ def test_current_age_never_decides_diagnosis_features_after_induction(
 def test_mrd_that_calls_for_intensification_raises_the_group(guideline: Guideline) -> None:
     for mrd in ({"mrd_consolidation_percent": 0.01},
                 {"mrd_consolidation_percent": None, "mrd_end_of_induction_percent": 0.5}):
-        assessment = guideline.assess({**CONSOLIDATION, **mrd})
+        facts = {**CONSOLIDATION, **mrd, "substantial_comorbidities": False}
+        assessment = guideline.assess(facts)
         assert "consolidation.mrd_intensify" in assessment.ids(), mrd
         assert assessment.risk.group.value == "high", mrd
         assert "consolidation.high_risk_intensify" not in assessment.ids(), mrd

@@ -13,7 +13,8 @@ import pytest
 from all_rules import Guideline
 
 CHILD = {"lineage": "B", "ph_status": "negative", "wbc_at_diagnosis_10e9_per_l": 10,
-         "cns_status": "CNS1", "kmt2a_rearranged": False}
+         "cns_status": "CNS1", "kmt2a_rearranged": False, "relapse_count": 0,
+         "phase": "diagnosis"}
 REMISSION = {"complete_remission": True, "weeks_to_complete_remission": 3,
              "mrd_end_of_induction_percent": 0.001}
 

@@ -156,7 +156,7 @@ def test_exclusive_sets_are_declared() -> None:
 def test_the_sweep_finds_a_collision_when_there_is_one(guideline: Guideline) -> None:
     """The detector works: two items that do fire together for every patient in induction,
     declared exclusive, are found."""
-    rows = [{"age_years": 8.0, "phase": "induction"}]
+    rows = [{"age_years": 8.0, "phase": "induction", "relapse_count": 0}]
     sets = [frozenset({"induction.four_drug_backbone", "cns.intrathecal_from_induction"})]
     _, _, found, _ = _sweep(guideline, rows, sets)
     assert found == Counter({("cns.intrathecal_from_induction",

@@ -144,7 +144,7 @@ def test_the_lab_fraction_given_with_its_unit_intensifies() -> None:
                                                              "unit": "fraction"}})
     assert "consolidation.mrd_standard" in {i.id for i in bare.recommendations}
     standard = next(i for i in bare.recommendations if i.id == "consolidation.mrd_standard")
-    assert "end-of-induction MRD 0.0003 % (3 in 1,000,000 cells)" in standard.reason
+    assert "latest MRD 0.0003 % (3 in 1,000,000 cells)" in standard.reason
     ids = {i.id for i in unit.recommendations}
     assert {"consolidation.mrd_intensify", "risk.mrd_end_of_induction"} <= ids
     assert "consolidation.mrd_standard" not in ids
@@ -191,7 +191,7 @@ def test_reasons_texts_and_the_threshold_show_both_notations() -> None:
     intensify = next(i for i in child.recommendations if i.id == "consolidation.mrd_intensify")
     assert intensify.text == ("Intensify treatment; MRD at or above 0.01 % (1 in 10,000 "
                               "cells) calls for it.")
-    assert "end-of-induction MRD 0.05 % (5 in 10,000 cells)" in intensify.reason
+    assert "latest MRD 0.05 % (5 in 10,000 cells)" in intensify.reason
     risk = next(i for i in child.recommendations if i.id == "risk.mrd_end_of_induction")
     assert risk.reason == ("End-of-induction MRD 0.05 % (5 in 10,000 cells) is at or above "
                            "0.01 % (1 in 10,000 cells).")
@@ -275,5 +275,5 @@ def test_rule_descriptions_show_the_threshold_in_both_notations() -> None:
     guideline = Guideline.default()
     lines = "\n".join(describe_rule(guideline.rule("consolidation.mrd_intensify")[0],
                                     guideline.ruleset))
-    assert ("consolidation MRD (mrd_consolidation_percent) ≥ 0.01 % (1 in 10,000 cells) "
+    assert ("latest MRD (mrd_latest_percent) ≥ 0.01 % (1 in 10,000 cells) "
             "($mrd_threshold_percent)") in lines

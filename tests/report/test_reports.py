@@ -50,7 +50,7 @@ def test_patient_report_shows_unknown_as_unknown(capsys: pytest.CaptureFixture[s
              "lineage": "B", "ph_status": "negative",
              "wbc_at_diagnosis_10e9_per_l": 45, "phase": "consolidation",
              "complete_remission": True, "weeks_to_complete_remission": 3,
-             "mrd_end_of_induction_percent": 0.001, "remission_number": 1}
+             "mrd_end_of_induction_percent": 0.5, "remission_number": 1}
     path = tmp_path / "u.json"
     path.write_text(json.dumps(facts))
     assert main(["assess", str(path), "--format", "html", "--why-not",

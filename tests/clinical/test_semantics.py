@@ -36,8 +36,6 @@ SWEEP = 50_000
 
 _PLAN = ("a fact of the plan under audit, not of the patient: unknown means the plan does not "
          "say, and the guideline's own advice stands (the audits compare a known plan)")
-_LATEST_MRD = ("the latest known MRD decides: the end-of-induction MRD when no consolidation "
-               "MRD is recorded (docs/clinical-policy.md)")
 _CHILD_FITNESS = ("a child's unknown comorbidities do not withhold full intensity (policy "
                   "'Full intensity for an adult needs known fitness'); for an adult they must "
                   "be known absent")
@@ -59,12 +57,7 @@ UNKNOWN_READINGS: dict[tuple[str, str], str] = {
         "the childhood survival figure is quoted only when the age at diagnosis is known",
     ("ph.tki_required", "tki_available"):
         "a TKI is mandatory (S30); a TKI known to be unavailable brings ph.tki_unavailable",
-    ("consolidation.mrd_intensify", "mrd_consolidation_percent"): _LATEST_MRD,
-    ("consolidation.mrd_standard", "mrd_consolidation_percent"): _LATEST_MRD,
-    ("transplant.high_risk_adult", "mrd_consolidation_percent"): _LATEST_MRD,
-    ("consolidation.high_risk_intensify", "mrd_consolidation_percent"):
-        "MRD is read only to leave a positive MRD to consolidation.mrd_intensify",
-    ("consolidation.high_risk_intensify", "mrd_end_of_induction_percent"):
+    ("consolidation.high_risk_intensify", "mrd_latest_percent"):
         "MRD is read only to leave a positive MRD to consolidation.mrd_intensify",
     ("transplant.high_risk_adult", "remission_number"):
         "first remission known without its number: complete remission on the first line",

@@ -33,6 +33,8 @@ def category(rule: Rule) -> str:
         return "feature"
     if spec.kind is not None and spec.kind.value == "data_needed":
         return "data"
+    if spec.kind is not None and spec.kind.value == "scope":
+        return "scope"
     # The plan audit: its own file, or any rule that reads the treatment plan.
     if Path(rule.file).stem == "audit" or spec.id.startswith("audit.") or any(
             isinstance(leaf, FactTest) and leaf.fact.startswith("plan.")
@@ -85,7 +87,7 @@ def cohort_page(summary: Mapping[str, Any], ruleset: Ruleset, *, source: str = "
     for rule in ruleset.rules:
         if rule.spec.kind is not None:
             first.setdefault(rule.spec.id, rule)
-    parts: dict[str, list[Rule]] = {"feature": [], "data": [], "audit": [],
+    parts: dict[str, list[Rule]] = {"feature": [], "data": [], "scope": [], "audit": [],
                                     "recommendation": []}
     for rule in first.values():
         parts[category(rule)].append(rule)
@@ -118,6 +120,10 @@ def cohort_page(summary: Mapping[str, Any], ruleset: Ruleset, *, source: str = "
         _rule_section("Data needed", "data-needed",
                       "What is missing in this data set: facts unknown where they decide a "
                       "recommendation.", parts["data"], counts, assessed, "data-needed item"),
+        _rule_section("Not decided here", "scope",
+                      "Decisions this guideline does not make for these patients: how often "
+                      "each scope item (policy 7) sent the decision to the treating protocol "
+                      "or a referral.", parts["scope"], counts, assessed, "scope item"),
         _rule_section("Plan audit", "plan-audit",
                       "Concordance of the treatment plans with the guideline: how often each "
                       "plan-audit alert fired.", parts["audit"], counts, assessed,

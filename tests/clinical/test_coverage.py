@@ -114,3 +114,73 @@ def test_nobody_who_reaches_a_decision_point_is_left_without_an_item(
                                         points, SWEEP)
     assert assessed == SWEEP
     assert not found, _report(found, example)
+
+
+def _with_points(tmp_path: Any, points: list[dict[str, Any]]) -> Any:
+    """A copy of the shipped ruleset whose decision points are ``points``."""
+    import shutil
+
+    import yaml
+
+    from ..conftest import RULESETS
+
+    target = tmp_path / "rulesets"
+    shutil.copytree(RULESETS, target, ignore=shutil.ignore_patterns("releases"))
+    manifest = yaml.safe_load((target / "ruleset.yaml").read_text(encoding="utf-8"))
+    manifest["decision_points"] = points
+    (target / "ruleset.yaml").write_text(yaml.safe_dump(manifest, sort_keys=False),
+                                         encoding="utf-8")
+    return target
+
+
+def test_rules_check_validates_the_decision_points(tmp_path: Any) -> None:
+    """`rules check` (and loading) refuses a decision point naming an unknown rule, an
+    unknown fact or a derived fact no rule concludes, and one answered by no rule."""
+    from all_rules.ruleset._loader import check
+
+    bad = [{"id": "hsct", "title": "HSCT", "why": "test",
+            "reached_when": [{"transplant_eligable": True}],
+            "answered_by": ["transplant.very_high_rsk"]},
+           {"id": "vhr", "title": "VHR", "why": "test", "reached_when": {"derived": "group.hihg"},
+            "answered_by": ["transplant.very_high_risk"]}]
+    ruleset, issues = check(_with_points(tmp_path / "a", bad), policy=True)
+    assert ruleset is None
+    messages = "\n".join(str(issue) for issue in issues)
+    assert "unknown fact `transplant_eligable`" in messages
+    assert "no rule derives `group.hihg`" in messages
+    assert "unknown rule `transplant.very_high_rsk`; did you mean " \
+           "`transplant.very_high_risk`?" in messages
+    empty = [{"id": "empty", "title": "Empty", "why": "test", "answered_by": []}]
+    ruleset, issues = check(_with_points(tmp_path / "b", empty), policy=True)
+    assert ruleset is None
+    assert "decision_points[0].answered_by: List should have at least 1 item" in str(issues[0])
+
+
+def test_scope_items_are_shown_as_scope(guideline: Guideline) -> None:
+    """A scope item keeps its own kind in JSON (both renderings), says so in the text output
+    and the HTML report, and is an `info` card worded as not decided by this guideline."""
+    import json
+
+    from all_rules.cds._answer import cards
+    from all_rules.report._describe import assessment_text
+    from all_rules.report._patient import patient_page
+
+    facts = {"age_years": 14.0, "age_at_diagnosis_years": 12.0, "lineage": "T",
+             "phase": "relapsed", "relapse_count": 1, "relapse_site": "marrow",
+             "months_from_diagnosis_to_relapse": 24.0, "transplant_eligible": True}
+    assessment = guideline.assess(facts)
+    item = assessment.get("transplant.scope_child_t_relapse")
+    assert item is not None and item.kind.value == "scope"
+    data = json.loads(guideline.assess_json(facts))
+    assert data == assessment.to_dict()
+    assert {"id": "transplant.scope_child_t_relapse", "kind": "scope"}.items() <= next(
+        i for i in data["recommendations"] if i["id"] == item.id).items()
+    assert "transplant.scope_child_t_relapse (scope: not decided by this guideline)" in \
+        assessment_text(assessment)
+    page = patient_page(assessment, [], [])
+    assert "Not decided here" in page and "does not decide allogeneic HSCT" in page
+    card = next(c for c in cards(assessment, "h", "https://x", False)
+                if c["source"]["topic"]["code"] == item.id)
+    assert card["indicator"] == "info"
+    assert card["summary"].startswith("Not decided by this guideline: This guideline does "
+                                      "not decide")

@@ -35,6 +35,9 @@ class Kind(StrEnum):
     ALERT = "alert"
     DATA_NEEDED = "data_needed"
     INFO = "info"
+    SCOPE = "scope"
+    """The guideline does not decide this for this patient: where to turn instead (policy 7,
+    docs/clinical-policy.md)."""
 
 
 class Severity(StrEnum):

@@ -35,13 +35,25 @@ _SUMMARY_MAX = 139
 """The specification asks for a summary of fewer than 140 characters."""
 
 
+_SCOPE_LABEL = "Not decided by this guideline"
+"""How a scope item (policy 7) is worded on a card: the decision is due, the guideline does not
+make it, and the card says where to turn; its indicator is ``info``, not a warning to act on."""
+
+
+def _indicator(item: Recommendation) -> str:
+    return "info" if item.kind.value == "scope" else item.severity.value
+
+
 def _summary(item: Recommendation) -> str:
-    text = item.text
+    text = f"{_SCOPE_LABEL}: {item.text}" if item.kind.value == "scope" else item.text
     return text if len(text) <= _SUMMARY_MAX else text[:_SUMMARY_MAX - 1].rstrip() + "…"
 
 
 def _detail(item: Recommendation, local: str | None = None) -> str:
     lines = [item.text, "", f"**Why:** {item.reason}", "", "**Evidence:**"]
+    if item.kind.value == "scope":
+        lines[:0] = [f"**{_SCOPE_LABEL}** (a decision due for this patient that this "
+                     "guideline does not make):", ""]
     for e in item.evidence:
         source = f" — {e.source}" if e.source else ""
         lines.append(f"- {evidence_phrase(e.fact, e.value, e.test)}{source}")
@@ -66,7 +78,7 @@ def cards(assessment: Assessment, hook_instance: str, docs_url: str,
             "uuid": str(uuid.uuid5(CARD_NAMESPACE, f"{hook_instance}:{item.id}")),
             "summary": _summary(item),
             "detail": _detail(item, local),
-            "indicator": item.severity.value,
+            "indicator": _indicator(item),
             "source": {"label": label, "url": docs_url,
                        "topic": {"system": "https://all-rules/rule", "code": item.id}},
             "links": [{"label": f"Rule {item.id}", "url": f"{docs_url}#{item.id}",

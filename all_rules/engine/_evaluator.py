@@ -245,6 +245,11 @@ class Tracer:
             self._memo[rule.key] = found
         return found
 
+    def condition(self, node: Node) -> Trace:
+        """Any condition tree of the language decided for this patient, as a rule's ``when``
+        is (a decision point's ``reached_when``, docs/clinical-policy.md policy 7)."""
+        return self._node(node)
+
     def _node(self, node: Node) -> Trace:
         if isinstance(node, FactTest):
             return self._fact(node)

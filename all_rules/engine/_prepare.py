@@ -221,7 +221,8 @@ def _settle_line_of_therapy(values: dict[str, Any]) -> None:
     values["line_of_therapy"] = line
     current = (remission if remission is not None and relapses is not None
                and remission == relapses + 1 else None)
-    if current is None and remission is None and relapses is not None and phase in _IN_REMISSION:
+    if current is None and remission is None and relapses is not None \
+            and phase in _IN_REMISSION and values["complete_remission"] is not False:
         current = relapses + 1  # given in remission: the remission after the last relapse
     values["current_remission_number"] = current
     values["mrd_latest_percent"] = next(

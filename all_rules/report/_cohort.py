@@ -3,7 +3,8 @@
 Built from the cohort's summary (the counts ``--summary`` writes), never from the rows: a
 report of a million patients costs what a report of ten does. Rules are sorted into what a
 researcher looks for by what they are, not by name, so that new rules land in the right place:
-risk features (``concludes: risk_feature``), data-needed items (``kind: data_needed``), plan
+risk features (``concludes: risk_feature``), data-needed items (``kind: data_needed``), scope
+items (``kind: scope``: decisions the guideline does not make, policy 7), plan
 audits (rules that test a ``plan.*`` fact), and the other recommendations and alerts.
 """
 
@@ -33,6 +34,8 @@ def category(rule: Rule) -> str:
         return "feature"
     if spec.kind is not None and spec.kind.value == "data_needed":
         return "data"
+    if spec.kind is not None and spec.kind.value == "scope":
+        return "scope"
     # The plan audit: its own file, or any rule that reads the treatment plan.
     if Path(rule.file).stem == "audit" or spec.id.startswith("audit.") or any(
             isinstance(leaf, FactTest) and leaf.fact.startswith("plan.")
@@ -76,6 +79,29 @@ def _rule_section(title: str, anchor: str, intro: str, rules: Sequence[Rule],
     return Section(title, "".join(parts), id=anchor, intro=intro)
 
 
+def _rule_sections(parts: Mapping[str, Sequence[Rule]], counts: Mapping[str, int],
+                   assessed: int) -> list[Section]:
+    """One section per category of item, in reading order."""
+    return [
+        _rule_section("Recommendations and alerts", "recommendations",
+                      "How often each recommendation or alert applied.",
+                      parts["recommendation"], counts, assessed, "recommendation or alert"),
+        _rule_section("Data needed", "data-needed",
+                      "What is missing in this data set: facts unknown where they decide a "
+                      "recommendation.", parts["data"], counts, assessed, "data-needed item"),
+        _rule_section("Not decided here", "scope",
+                      "Decisions this guideline does not make for these patients: how often "
+                      "each scope item (policy 7) sent the decision to the treating protocol "
+                      "or a referral.", parts["scope"], counts, assessed, "scope item"),
+        _rule_section("Plan audit", "plan-audit",
+                      "Concordance of the treatment plans with the guideline: how often each "
+                      "plan-audit alert fired.", parts["audit"], counts, assessed,
+                      "plan-audit alert"),
+        _rule_section("Risk features", "risk-features", "How often each risk feature was "
+                      "present.", parts["feature"], counts, assessed, "risk feature"),
+    ]
+
+
 def cohort_page(summary: Mapping[str, Any], ruleset: Ruleset, *, source: str = "") -> str:
     """The cohort report as one HTML page, from a summary (``CohortSummary.to_dict()``)."""
     assessed = int(summary.get("assessed", 0))
@@ -85,7 +111,7 @@ def cohort_page(summary: Mapping[str, Any], ruleset: Ruleset, *, source: str = "
     for rule in ruleset.rules:
         if rule.spec.kind is not None:
             first.setdefault(rule.spec.id, rule)
-    parts: dict[str, list[Rule]] = {"feature": [], "data": [], "audit": [],
+    parts: dict[str, list[Rule]] = {"feature": [], "data": [], "scope": [], "audit": [],
                                     "recommendation": []}
     for rule in first.values():
         parts[category(rule)].append(rule)
@@ -112,18 +138,7 @@ def cohort_page(summary: Mapping[str, Any], ruleset: Ruleset, *, source: str = "
         Section("Overview", overview, id="overview",
                 intro="Counts are the cohort summary's (the same numbers as --summary)."),
         Section("Risk groups", group_body, id="risk-groups"),
-        _rule_section("Recommendations and alerts", "recommendations",
-                      "How often each recommendation or alert applied.",
-                      parts["recommendation"], counts, assessed, "recommendation or alert"),
-        _rule_section("Data needed", "data-needed",
-                      "What is missing in this data set: facts unknown where they decide a "
-                      "recommendation.", parts["data"], counts, assessed, "data-needed item"),
-        _rule_section("Plan audit", "plan-audit",
-                      "Concordance of the treatment plans with the guideline: how often each "
-                      "plan-audit alert fired.", parts["audit"], counts, assessed,
-                      "plan-audit alert"),
-        _rule_section("Risk features", "risk-features", "How often each risk feature was "
-                      "present.", parts["feature"], counts, assessed, "risk feature"),
+        *_rule_sections(parts, counts, assessed),
     ]
     unknown = sorted((rule_id, int(n)) for rule_id, n in counts.items() if rule_id not in first)
     if unknown:

@@ -198,7 +198,9 @@ def assessment_text(assessment: Assessment) -> str:
             current = item.phase
             lines.append("")
             lines.append(f"== {_PHASE_TITLES[item.phase]} ==")
-        lines.append(f"[{item.severity.value.upper()}] {item.id} ({item.kind.value})")
+        kind = ("scope: not decided by this guideline" if item.kind.value == "scope"
+                else item.kind.value)
+        lines.append(f"[{item.severity.value.upper()}] {item.id} ({kind})")
         lines.append(f"    {item.text}")
         lines.append(f"    Why: {item.reason}")
         for dose in item.doses or ():

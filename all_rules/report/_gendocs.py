@@ -335,7 +335,8 @@ _OUTPUT_MEANING: dict[str, str] = {
     "Risk.features": "ids of the risk-feature rules that fired (`risk.…`)",
     "Risk.missing": "facts whose absence leaves the group undecided (sorted)",
     "Recommendation.id": "the rule id: public and stable (docs/catalogue.md)",
-    "Recommendation.kind": "what the item asks: do, consider, avoid, an alert, data needed, info",
+    "Recommendation.kind": ("what the item asks: do, consider, avoid, an alert, data needed, info, "
+                            "or scope (a decision due that this guideline does not make)"),
     "Recommendation.severity": "how much attention it needs",
     "Recommendation.phase": "the pathway phase the item belongs to",
     "Recommendation.text": "what to do or know, in the rule's words",

@@ -1,7 +1,8 @@
 """The one-patient HTML report (``all-rules assess --format html``) and the explanation page.
 
 Order follows how a clinician reads: the risk group and its features first, then the data
-still needed, then the recommendations by phase (severity as a coloured *and* worded label,
+still needed, then the decisions this guideline does not make for the patient (scope items,
+"Not decided here"), then the recommendations by phase (severity as a coloured *and* worded label,
 with reason, evidence, doses and citations), then "why not": the rules asked about with
 ``--why-not`` and the rules that came closest to firing, nearest first.
 """
@@ -157,6 +158,24 @@ def _local_parameters_section(overrides: Sequence[ParameterOverride]) -> Section
         heading, body, css="sev-critical" if unsafe else "sev-warning"), id="local-parameters")
 
 
+def _data_and_scope_sections(data_needed: Sequence[Recommendation],
+                             scope: Sequence[Recommendation], citations: Mapping[str, str],
+                             titles: Mapping[str, str]) -> list[Section]:
+    """"Data needed" (always) and "Not decided here" (the scope items, when there are any)."""
+    if data_needed:
+        body = "".join(_item_card(i, citations, titles) for i in data_needed)
+    else:
+        body = "<p>No data item is needed.</p>"
+    sections = [Section("Data needed", body, id="data-needed",
+                        intro="Facts that are unknown where they decide a recommendation.")]
+    if scope:
+        sections.append(Section(
+            "Not decided here", "".join(_item_card(i, citations, titles) for i in scope),
+            id="scope", intro="Decisions due for this patient that this guideline does not "
+            "make, and where to turn instead (docs/clinical-policy.md, policy 7)."))
+    return sections
+
+
 def patient_page(assessment: Assessment, explanations: Sequence[Explanation],
                  near_misses: Sequence[RuleExplanation],
                  citations: Mapping[str, str] | None = None,
@@ -167,18 +186,14 @@ def patient_page(assessment: Assessment, explanations: Sequence[Explanation],
     titles = titles or {}
     features = [i for i in assessment.recommendations if i.id in assessment.risk.features]
     data_needed = [i for i in assessment.recommendations if i.kind.value == "data_needed"]
+    scope = [i for i in assessment.recommendations if i.kind.value == "scope"]
     others = [i for i in assessment.recommendations
-              if i not in features and i not in data_needed]
+              if i not in features and i not in data_needed and i not in scope]
     risk = risk or (explanations[0] if explanations else None)
     sections = [_local_parameters_section(assessment.parameter_overrides)] \
         if assessment.parameter_overrides else []
     sections.append(_risk_section(assessment, risk, features))
-    if data_needed:
-        body = "".join(_item_card(i, citations, titles) for i in data_needed)
-    else:
-        body = "<p>No data item is needed.</p>"
-    sections.append(Section("Data needed", body, id="data-needed",
-                            intro="Facts that are unknown where they decide a recommendation."))
+    sections.extend(_data_and_scope_sections(data_needed, scope, citations, titles))
     by_phase: dict[ItemPhase, list[Recommendation]] = {}
     for item in others:
         by_phase.setdefault(item.phase, []).append(item)

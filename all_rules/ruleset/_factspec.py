@@ -118,7 +118,8 @@ _DERIVED: tuple[FactSpec, ...] = (
              description="the remission the patient is in now: `remission_number` when it is "
              "`relapse_line` + 1; unknown otherwise (e.g. a remission number that may be the "
              "latest remission before a further relapse); in consolidation or maintenance "
-             "(given in remission) with no remission number, `relapse_line` + 1"),
+             "(given in remission) with no remission number, `relapse_line` + 1 unless "
+             "`complete_remission` is false"),
     FactSpec("mrd_latest_percent", "number", "latest MRD", "%", derived=True,
              description="the newest MRD recorded: `mrd_current_percent`, else "
              "`mrd_consolidation_percent`, else `mrd_end_of_induction_percent`; unknown when "

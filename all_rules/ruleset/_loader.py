@@ -23,14 +23,37 @@ from all_rules.exceptions import InvalidParameterError, RulesetIssue, RulesetVal
 from all_rules.output import RiskGroup
 
 from . import _checks
-from ._conditions import MAX_BRANCHES, ConditionParser, Node, suggest, to_dnf
+from ._conditions import (
+    MAX_BRANCHES,
+    ConditionParser,
+    DerivedTest,
+    Node,
+    suggest,
+    to_dnf,
+    walk,
+)
 from ._factspec import FACTS
 from ._issues import Issues, RuleReporter, load_doc, validate
-from ._model import ENGINE_FIELD_LIMIT, MANIFEST, Rule, Ruleset, default_ruleset_dir
+from ._model import (
+    ENGINE_FIELD_LIMIT,
+    MANIFEST,
+    DecisionPoint,
+    Rule,
+    Ruleset,
+    default_ruleset_dir,
+)
 from ._parameters import LocalValues, local_values, safe_range_issues, unsafe_overrides_of
 from ._policy import policy_issues
 from ._safe_yaml import Located, PathKey
-from ._schema import OPTIONAL_GROUPS, CitationId, CitationSpec, Manifest, Overlay, RuleSpec
+from ._schema import (
+    OPTIONAL_GROUPS,
+    CitationId,
+    CitationSpec,
+    Concludes,
+    Manifest,
+    Overlay,
+    RuleSpec,
+)
 from ._template import Template
 
 __all__ = ["check", "load"]
@@ -82,6 +105,7 @@ def _check(directory: Path | None, overrides: Mapping[str, Any] | None,
     _checks.check_variants(read.parsed, issues)
     _check_group_coverage(read.parsed, manifest_doc, issues)
     rules = _rules(read, issues)
+    points = _decision_points(manifest, manifest_doc, named, read.all_specs, issues)
     local_issues = Issues()
     local = _parameter_values(manifest, overrides, overlay, unsafe_overrides, local_issues)
     issues.items.extend(local_issues.items)
@@ -97,6 +121,7 @@ def _check(directory: Path | None, overrides: Mapping[str, Any] | None,
         citations=citations, files=tuple(manifest.files),
         digest="sha256:" + read.digest.hexdigest(), overrides=changed,
         override_reasons={k: v for k, v in local.reasons.items() if k in changed},
+        decision_points=points,
     )
     if policy:
         found = Issues()
@@ -194,6 +219,41 @@ def _check_rule(spec: RuleSpec, doc: Located, prefix: PathKey, manifest: Manifes
     if spec.fact is not None and spec.fact not in FACTS:
         add(("fact",), f"unknown fact `{spec.fact}`{suggest(spec.fact, FACTS)}")
     return condition
+
+
+def _decision_points(manifest: Manifest, doc: Located, named: Mapping[str, Node],
+                     specs: list[RuleSpec], issues: Issues) -> tuple[DecisionPoint, ...]:
+    """The declared decision points (policy 7): unique ids, a ``reached_when`` that parses
+    (known facts, parameters, named conditions, derived facts some rule concludes) and
+    ``answered_by`` ids of known rules."""
+    known = {spec.id for spec in specs}
+    producers = {spec.id for spec in specs if spec.concludes is not Concludes.RECOMMENDATION}
+    points: list[DecisionPoint] = []
+    seen: set[str] = set()
+    for index, point in enumerate(manifest.decision_points):
+        at: PathKey = ("decision_points", index)
+
+        def report(path: PathKey, message: str) -> None:
+            issues.add(doc, MANIFEST, path, message)
+
+        if point.id in seen:
+            report((*at, "id"), f"duplicate decision point `{point.id}`")
+        seen.add(point.id)
+        condition = None
+        if point.reached_when is not None:
+            parser = ConditionParser(manifest.parameters, report, named)
+            condition = parser.parse(point.reached_when, (*at, "reached_when"))
+            for leaf in walk(condition) if condition is not None else ():
+                if isinstance(leaf, DerivedTest) and leaf.name is not None \
+                        and leaf.name not in producers:
+                    report(leaf.path, f"no rule derives `{leaf.name}`"
+                           f"{suggest(leaf.name, producers)}")
+        for position, rule_id in enumerate(point.answered_by):
+            if rule_id not in known:
+                report((*at, "answered_by", position),
+                       f"unknown rule `{rule_id}`{suggest(rule_id, known)}")
+        points.append(DecisionPoint(point, condition))
+    return tuple(points)
 
 
 def _check_group_coverage(parsed: list[_Entry], manifest_doc: Located, issues: Issues) -> None:

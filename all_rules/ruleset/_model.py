@@ -13,7 +13,7 @@ from typing import Any
 import attrs
 
 from ._conditions import Branch, Node
-from ._schema import CitationId, CitationSpec, ParameterSpec, RuleSpec
+from ._schema import CitationId, CitationSpec, DecisionPointSpec, ParameterSpec, RuleSpec
 from ._template import Template
 
 MANIFEST = "ruleset.yaml"
@@ -50,6 +50,15 @@ class Rule:
 
 
 @attrs.frozen
+class DecisionPoint:
+    """A checked decision point (policy 7): who reaches it (``condition``; ``None``: every
+    patient) and the rule ids whose items answer it."""
+
+    spec: DecisionPointSpec
+    condition: Node | None
+
+
+@attrs.frozen
 class Ruleset:
     """A checked ruleset with its effective parameter values."""
 
@@ -67,6 +76,8 @@ class Ruleset:
     """Parameters whose effective value differs from the shipped one: name → local value."""
     override_reasons: Mapping[str, str] = attrs.field(factory=dict)
     """The reason stated for each override given as an unsafe override."""
+    decision_points: tuple[DecisionPoint, ...] = ()
+    """The decision points declared in ``ruleset.yaml`` (policy 7, docs/clinical-policy.md)."""
 
     def unsafe_overrides(self) -> dict[str, dict[str, Any]]:
         """The overrides given as unsafe, as ``load(unsafe_overrides=…)`` takes them."""

@@ -181,6 +181,19 @@ class ExclusiveSpec(_Model):
     why: str = Field(min_length=3)
 
 
+class DecisionPointSpec(_Model):
+    """A decision of ALL care, who reaches it, and the rules whose items answer it (policy 7,
+    docs/clinical-policy.md): every patient who reaches it gets at least one of them."""
+
+    id: str = Field(pattern=PARAM_NAME_PATTERN)
+    title: str = Field(min_length=3)
+    reached_when: Any = None
+    """A condition in the language of a rule's ``when``; absent: every patient reaches it."""
+    answered_by: list[str] = Field(min_length=1)
+    """Ids of the rules whose item (or, for a risk-group rule, whose group) answers it."""
+    why: str = Field(min_length=3)
+
+
 class Manifest(_Model):
     """``ruleset.yaml``: the ruleset's identity, citations, parameters and files."""
 
@@ -197,6 +210,8 @@ class Manifest(_Model):
     """Sets of items that contradict each other (docs/clinical-policy.md, policy 5)."""
     informational_facts: dict[str, str] = Field(default_factory=dict)
     """Facts no rule reads, each with why it is still accepted (policy 6)."""
+    decision_points: list[DecisionPointSpec] = Field(default_factory=list)
+    """The decisions every patient who reaches them gets an item for (policy 7)."""
 
 
 class StatementSpec(_Model):

@@ -140,15 +140,20 @@ def test_discovery_carries_the_recommended_fields(server: str) -> None:
 def test_card_summaries_are_under_140_characters() -> None:
     """The specification: summary < 140 characters (a 139-character cut, with an ellipsis)."""
     from all_rules.cds._answer import _summary
+    from all_rules.output import Kind
 
     class Item:
         text = "x" * 200
+        kind = Kind.RECOMMEND
 
     assert len(_summary(Item())) == 139  # type: ignore[arg-type]
     Item.text = "y" * 140
     assert len(_summary(Item())) < 140  # type: ignore[arg-type]
     Item.text = "z" * 139
     assert _summary(Item()) == "z" * 139  # type: ignore[arg-type]
+    Item.kind = Kind.SCOPE  # a scope item's label counts too
+    assert len(_summary(Item())) == 139  # type: ignore[arg-type]
+    assert _summary(Item()).startswith("Not decided by this guideline: z")  # type: ignore[arg-type]
 
 
 def _issued(server: str) -> str:

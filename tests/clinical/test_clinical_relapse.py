@@ -268,7 +268,10 @@ def test_children_are_not_referred_on_end_of_induction_mrd_alone(guideline: Guid
         facts = {**CR1, "age_years": 9, "lineage": lineage, "mrd_end_of_induction_percent": 1.0,
                  "transplant_eligible": True}
         items = _items(guideline, facts)
-        assert not [i for i in items if i.startswith("transplant.")], sorted(items)
+        # Not referred: at most the scope item saying the guideline does not decide (policy 7).
+        assert not [i for i, item in items.items() if i.startswith("transplant.")
+                    and item.kind.value != "scope"], sorted(items)
+        assert items["transplant.scope_child_first_remission"].kind.value == "scope"
 
 
 def test_mrd_negative_adult_with_age_only_is_not_told_to_plan_hsct(guideline: Guideline) -> None:

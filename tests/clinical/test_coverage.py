@@ -90,7 +90,8 @@ def test_a_point_no_rule_answers_is_caught(guideline: Guideline) -> None:
                              reached_when={"phase": "induction"},
                              answered_by=["maintenance.regimen"])
     point = DecisionPoint(spec, FactTest("phase", "eq", "induction", ()))
-    rows = [{"age_years": 8.0, "phase": "induction"}, {"age_years": 8.0, "phase": "maintenance"}]
+    rows = [{"age_years": 8.0, "phase": "induction", "relapse_count": 0},
+            {"age_years": 8.0, "phase": "maintenance", "relapse_count": 0}]
     assessed, found, example = silences(guideline, Evaluator(guideline.ruleset), rows,
                                         (point,), 2)
     assert assessed == 2

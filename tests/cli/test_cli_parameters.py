@@ -9,22 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from all_rules.cli import main
-
 from ..conftest import EXAMPLES
+from .test_cli import run
 
 EXAMPLE = EXAMPLES / "induction_plan_dose_errors.json"
 UNSAFE_CAP = ("--unsafe-param", "vincristine_cap_mg=2.5", "--unsafe-reason",
               "protocol XY (committee 2026-01)")
-
-
-def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    try:
-        code = main(list(args))
-    except SystemExit as exit_:
-        code = int(exit_.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.mark.parametrize(("option", "message"), [

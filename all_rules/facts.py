@@ -325,8 +325,32 @@ class PatientFacts(_Strict):
     ph_status: PhStatus | None = None
     wbc_at_diagnosis_10e9_per_l: Number | None = _number(0, 2000, "leukocytes, ×10⁹/L")
     cns_status: CnsStatus | None = None
-    testicular_involvement: Flag | None = None
+    testicular_involvement: Flag | None = Field(
+        default=None, description="testicular leukemia at diagnosis; absent: unknown")
+    testicular_involvement_end_of_induction: Flag | None = Field(
+        default=None, description="testicular leukemia still present at the end of induction "
+        "(after testicular involvement at diagnosis); absent: unknown")
     kmt2a_rearranged: Flag | None = None
+    hypodiploidy: Flag | None = Field(
+        default=None, description="hypodiploid leukemia: fewer than 44 chromosomes (or a DNA "
+        "index that means it); absent: unknown")
+    high_hyperdiploidy: Flag | None = Field(
+        default=None, description="high hyperdiploidy: 51 to 67 chromosomes; absent: unknown")
+    etv6_runx1: Flag | None = Field(
+        default=None, description="ETV6::RUNX1 fusion, t(12;21); absent: unknown")
+    iamp21: Flag | None = Field(
+        default=None, description="intrachromosomal amplification of chromosome 21; absent: "
+        "unknown")
+    tcf3_hlf: Flag | None = Field(
+        default=None, description="TCF3::HLF fusion, t(17;19); absent: unknown")
+    ph_like: Flag | None = Field(
+        default=None, description="Ph-like (BCR::ABL1-like) ALL by expression profile or a "
+        "defining kinase lesion; absent: unknown")
+    abl1_t315i: Flag | None = Field(
+        default=None, description="ABL1 kinase-domain T315I mutation found (Ph-positive disease, "
+        "tested at relapse or on resistance); absent: not tested or unknown")
+    down_syndrome: Flag | None = Field(
+        default=None, description="Down syndrome (constitutional trisomy 21); absent: unknown")
     cd19_positive: Flag | None = None
     cd22_positive: Flag | None = None
     phase: Phase | None = Field(
@@ -350,6 +374,12 @@ class PatientFacts(_Strict):
     mrd_current_percent: MrdPercent | None = _mrd("latest, in the current remission:")
     courses_since_remission: Count | None = Field(default=None, ge=0, le=50)
     transplant_eligible: Flag | None = None
+    prior_allogeneic_hsct: Flag | None = Field(
+        default=None, description="an allogeneic HSCT was given before this assessment; absent: "
+        "unknown")
+    prior_cranial_irradiation: Flag | None = Field(
+        default=None, description="cranial (or craniospinal) irradiation was given before this "
+        "assessment; absent: unknown")
     substantial_comorbidities: Flag | None = None
     tki_available: Flag | None = None
     resource_level: ResourceLevel | None = None

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import textwrap
 import threading
 from pathlib import Path
@@ -16,6 +14,8 @@ import all_rules.engine._state as engine_module
 from all_rules import EvaluationError, Guideline, assess
 from all_rules.engine._durable import engine as dre
 from all_rules.engine._state import ENGINE_LOCK
+
+from ..support.heap import run_with_garbage_heap
 
 ADULT_PH = {"patient_id": "P-1", "age_years": 42, "lineage": "B", "ph_status": "positive",
             "wbc_at_diagnosis_10e9_per_l": 45, "cns_status": "CNS1", "bsa_m2": 1.9}
@@ -100,8 +100,8 @@ def test_the_session_state_is_renewed_periodically(
 def test_a_state_on_which_nothing_fired_can_be_deleted() -> None:
     """durable frees a state's action context on deletion but only a started action ever
     sets it; a new state is primed, so an engine whose evaluations fired nothing (here: a
-    fact no rule matches) is renewed and closed without crashing the process. (Run apart:
-    without the priming this segfaults.)"""
+    fact no rule matches) is renewed and closed without crashing the process. (Run apart, on a
+    garbage heap: without the priming this segfaults.)"""
     script = textwrap.dedent("""
         import all_rules.engine._network as E
         import all_rules.engine._state as S
@@ -116,8 +116,7 @@ def test_a_state_on_which_nothing_fired_can_be_deleted() -> None:
             guideline.close()
         print("survived")
     """)
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                            timeout=120, check=False)
+    result = run_with_garbage_heap(script)
     assert (result.returncode, result.stdout.strip()) == (0, "survived"), result.stderr
 
 
@@ -291,8 +290,8 @@ def test_tiny_numbers_reach_the_engine_in_fixed_point(guideline: Guideline) -> N
 def test_interruption_between_assert_and_drain_is_survived() -> None:
     """Ctrl-C (or any exception) right after a fact is asserted and before its actions are
     drained propagates; the state is freed without crashing and the next evaluation is right.
-    (Run apart, interrupting the process's first evaluation, which is when durable crashes
-    if the state is deleted before an action is started.)"""
+    (Run apart on a garbage heap, interrupting the process's first evaluation, which is when
+    durable crashes if the state is deleted before an action is started.)"""
     script = textwrap.dedent("""
         import all_rules
         from all_rules.engine._network import Engine
@@ -312,7 +311,6 @@ def test_interruption_between_assert_and_drain_is_survived() -> None:
         assert "ph.tki_required" in assessment.ids()
         print("recovered")
     """)
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                            timeout=120, check=False)
+    result = run_with_garbage_heap(script)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["interrupted", "recovered"]

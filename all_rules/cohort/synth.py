@@ -64,20 +64,98 @@ def _ph_rate(age: float) -> float:
     return 0.40
 
 
-def patient(rnd: random.Random, index: int, missing_rate: float = 0.05) -> dict[str, Any]:
+def patient(rnd: random.Random, index: int, missing_rate: float = 0.05,
+            more: random.Random | None = None) -> dict[str, Any]:
     """One synthetic patient (nested facts, docs/facts.md).
 
     The steps draw from ``rnd`` one after the other, so their order (and the order of the
-    draws inside each) is what makes a seed give the same cohort: change neither.
+    draws inside each) is what makes a seed give the same cohort: change neither. The facts
+    added later (genetic subtypes, Down syndrome, the history: issue 18) draw from their own
+    stream ``more``, so that a seed still gives every earlier fact of every patient as
+    before (the reference cohort of `all-rules diff` stays comparable across versions).
+    Without ``more``, a stream is derived from the state of ``rnd`` without drawing from it.
     """
+    more = more or random.Random(repr(rnd.getstate()))
     facts = _at_diagnosis(rnd, index)
     age, phase = facts["age_years"], facts["phase"]
     _add_response(rnd, facts, phase, age < 18)
     _add_relapse(rnd, facts, phase)
+    added = {**_genetics(more, facts), **_history(more, facts)}
     if rnd.random() < 0.3:
         facts["plan"] = _plan(rnd, age, phase)
     _leave_unknown(rnd, facts, missing_rate)
+    facts.update({name: value for name, value in added.items()
+                  if more.random() >= missing_rate})
     return facts
+
+
+#: The primary B-ALL subtypes drawn for a B-lineage patient neither Ph+ nor KMT2A-rearranged,
+#: as shares by age at diagnosis (infant < 1, child 1-17, 18-39, 40+); at most one per
+#: patient (the subtypes exclude one another). Plausible, not epidemiology (docs/cohorts.md).
+_SUBTYPES: dict[str, tuple[float, float, float, float]] = {
+    "etv6_runx1": (0.005, 0.25, 0.03, 0.01),
+    "high_hyperdiploidy": (0.02, 0.28, 0.08, 0.04),
+    "hypodiploidy": (0.002, 0.015, 0.04, 0.08),
+    "iamp21": (0.0, 0.02, 0.01, 0.005),
+    "tcf3_hlf": (0.0, 0.005, 0.003, 0.002),
+    "ph_like": (0.01, 0.10, 0.20, 0.15),
+}
+#: Tests reported together, and the share of patients without their result (more at
+#: diagnosis, when results are pending): karyotype, fusion FISH/PCR, Ph-like screening.
+_TESTS = ((("hypodiploidy", "high_hyperdiploidy", "iamp21"), 0.15),
+          (("etv6_runx1", "tcf3_hlf"), 0.10), (("ph_like",), 0.40))
+
+
+def _age_band(age: float) -> int:
+    return 0 if age < 1 else 1 if age < 18 else 2 if age < 40 else 3
+
+
+def _genetics(more: random.Random, facts: dict[str, Any]) -> dict[str, Any]:
+    """The genetic subtype facts; ABL1 T315I for Ph+ relapsed or refractory disease."""
+    at_diagnosis = facts["age_at_diagnosis_years"]
+    age = facts["age_years"] if at_diagnosis is None else at_diagnosis
+    pending = 0.4 if facts["phase"] == "diagnosis" else 0.0
+    found: dict[str, Any] = {}
+    if facts["lineage"] == "T":
+        if more.random() >= _TESTS[0][1] + pending:    # a karyotype, no B-lineage subtype
+            found.update(hypodiploidy=False, high_hyperdiploidy=False)
+        return found
+    subtype = None
+    if facts["ph_status"] != "positive" and not facts["kmt2a_rearranged"]:
+        roll, band = more.random(), _age_band(age)
+        for name, shares in _SUBTYPES.items():
+            roll -= shares[band]
+            if roll < 0:
+                subtype = name
+                break
+    for names, unknown in _TESTS:
+        if more.random() >= unknown + pending:
+            found.update({name: name == subtype for name in names})
+    if facts["ph_status"] == "positive" and facts["phase"] in ("relapsed", "refractory") \
+            and more.random() < 0.7:
+        found["abl1_t315i"] = more.random() < 0.3
+    return found
+
+
+def _history(more: random.Random, facts: dict[str, Any]) -> dict[str, Any]:
+    """Down syndrome; a past allogeneic HSCT (only after a relapse) and cranial irradiation
+    (rare; more after a CNS relapse); testicular disease at the end of induction (boys and
+    men with it at diagnosis, from consolidation on)."""
+    found: dict[str, Any] = {}
+    if more.random() < 0.9:
+        found["down_syndrome"] = more.random() < (0.025 if facts["age_years"] < 18 else 0.003)
+    relapses = facts["relapse_count"]
+    if relapses:
+        found["prior_allogeneic_hsct"] = more.random() < (0.2 if relapses == 1 else 0.4)
+    elif more.random() < 0.6:
+        found["prior_allogeneic_hsct"] = False
+    if more.random() < 0.7:
+        cns = facts.get("relapse_site") in ("isolated_cns", "combined")
+        found["prior_cranial_irradiation"] = more.random() < (0.15 if cns else 0.02)
+    if facts["sex"] == "male" and facts["testicular_involvement"] and \
+            facts["phase"] in ("consolidation", "maintenance") and more.random() < 0.8:
+        found["testicular_involvement_end_of_induction"] = more.random() < 0.15
+    return found
 
 
 def _at_diagnosis(rnd: random.Random, index: int) -> dict[str, Any]:
@@ -195,8 +273,9 @@ def _plan(rnd: random.Random, age: float, phase: str) -> dict[str, Any]:
 
 def patients(count: int, seed: int, missing_rate: float = 0.05) -> Iterator[dict[str, Any]]:
     rnd = random.Random(seed)
+    more = random.Random(f"all-rules synth {seed}: facts of 2026.4")
     for index in range(count):
-        yield patient(rnd, index, missing_rate)
+        yield patient(rnd, index, missing_rate, more)
 
 
 def flatten(facts: dict[str, Any]) -> dict[str, Any]:

@@ -38,6 +38,7 @@ from ._read import (
     Record,
     condition,
     observation,
+    procedure,
     ref_of,
     subject_matches,
 )
@@ -47,7 +48,7 @@ __all__ = ["CODE_MAP", "CodeMap", "Diagnosis", "FhirFacts", "FhirMappingError", 
            "Unmapped", "Windows", "assess_bundle", "facts_from_bundle", "with_provenance"]
 
 _ORDERS = ("MedicationRequest", "ServiceRequest")
-_READERS = {"Observation": observation, "Condition": condition}
+_READERS = {"Observation": observation, "Condition": condition, "Procedure": procedure}
 # Facts a diagnosis code may carry that an explicit, dated Observation states better.
 _OBSERVATION_WINS = frozenset({"phase", "complete_remission", "relapse_count"})
 
@@ -212,6 +213,19 @@ def _merge(chosen: Chosen, carried: list[Candidate]) -> None:
             chosen.sources.setdefault(fact, Source(found[0].ref, when.text if when else None))
 
 
+def _history(record: Record, on: dt.date, chosen: Chosen) -> list[Candidate]:
+    """The history facts (Down syndrome, a past allogeneic HSCT, cranial irradiation) dated
+    at or before the assessment date (or undated), earliest first; later ones reported."""
+    used = []
+    for c in record.history:
+        if c.when is not None and c.when.day > on:
+            chosen.unmapped.append(Unmapped(c.ref, f"dated {c.when.text}, after the "
+                                            f"assessment date {on}", c.fact))
+        else:
+            used.append(c)
+    return sorted(used, key=lambda c: (c.when is None, c.when.day if c.when else on))
+
+
 def facts_from_bundle(bundle: Mapping[str, Any], *, assessment_date: dt.date,
                       code_map: CodeMap | None = None,
                       extra: Mapping[str, Any] | None = None,
@@ -235,7 +249,7 @@ def facts_from_bundle(bundle: Mapping[str, Any], *, assessment_date: dt.date,
     chosen = choose(record.candidates, on=assessment_date,
                     diagnosis_day=diagnosis.date if diagnosis else None, birth=birth,
                     windows=windows)
-    _merge(chosen, carried)
+    _merge(chosen, [*carried, *_history(record, assessment_date, chosen)])
     values, sources = _patient_values(record, age, chosen)
     unmapped = [*record.unmapped, *chosen.unmapped]
     if diagnosis is not None:

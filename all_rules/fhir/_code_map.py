@@ -76,6 +76,10 @@ class CodeMap:
     log_units: Mapping[str, Mapping[str, str]] = attrs.field(factory=dict)
     """fact → a logarithmic unit → how it reads: ``log10`` (log10 of the fraction of cells)
     or ``reduction`` (a log reduction: the fraction is 10 to its negative)."""
+    history_conditions: Mapping[tuple[str, str], str] = attrs.field(factory=dict)
+    """(system, code) of a Condition other than ALL → the yes/no fact it makes true."""
+    history_procedures: Mapping[tuple[str, str], str] = attrs.field(factory=dict)
+    """(system, code) of a completed Procedure → the yes/no fact it makes true."""
 
     @classmethod
     def load(cls, extra: str | Path | None = None) -> CodeMap:
@@ -88,7 +92,13 @@ class CodeMap:
         answers: dict[tuple[str, str], bool] = {}
         texts: dict[str, bool] = {}
         logs: dict[str, dict[str, str]] = {}
+        history: dict[str, dict[tuple[str, str], str]] = {"history_conditions": {},
+                                                          "history_procedures": {}}
         for document in _documents(extra):
+            for section, table in history.items():
+                table.update({key(c["system"], c["code"]): str(entry["fact"])
+                              for entry in document.get(section) or []
+                              for c in entry.get("codes") or []})
             for entry in document.get("observations", []):
                 for code in entry.get("codes", []):
                     observations[key(code["system"], code["code"])] = (entry["fact"],
@@ -113,7 +123,8 @@ class CodeMap:
                                 for c in qualitative.get(polarity) or []})
                 texts.update({str(t).strip().lower(): flag
                               for t in (qualitative.get("text") or {}).get(polarity) or []})
-        return cls(observations, coded, conditions, units, strings, answers, texts, logs)
+        return cls(observations, coded, conditions, units, strings, answers, texts, logs,
+                   history["history_conditions"], history["history_procedures"])
 
     def ucum(self, fact: str, code: str | None, unit: str | None) -> tuple[str, float] | None:
         """(the UCUM unit, its factor to the fact's unit), or None when not convertible."""

@@ -25,7 +25,11 @@ REFUTED = frozenset({"refuted", "entered-in-error"})
 UNCONFIRMED = frozenset({"unconfirmed", "provisional", "differential"})
 NOT_CURRENT = frozenset({"inactive", "resolved"})
 QUALITATIVE = frozenset({"ph_status", "kmt2a_rearranged", "cd19_positive", "cd22_positive",
-                         "testicular_involvement"})
+                         "testicular_involvement", "testicular_involvement_end_of_induction",
+                         "hypodiploidy", "high_hyperdiploidy", "etv6_runx1", "iamp21",
+                         "tcf3_hlf", "ph_like", "abl1_t315i"})
+DONE = "completed"
+"""The only Procedure status that says it was done (not ``not-done``, ``in-progress``, ...)."""
 UCUM = "http://unitsofmeasure.org"
 TYPES = {name: spec.type for name, spec in FACTS.items()}
 MAP = (dict, Mapping)
@@ -76,6 +80,9 @@ class Record:
     incomplete: bool = False
     rejected: list[Unmapped] = attrs.Factory(list)
     """ALL Conditions not used as the diagnosis because of their status, and why."""
+    history: list[Candidate] = attrs.Factory(list)
+    """Yes/no facts made true by a Condition other than ALL or a completed Procedure (their
+    time, when given, is placed against the assessment date by the caller)."""
 
 
 def parse_when(text: Any) -> When:
@@ -324,13 +331,62 @@ def _polarities(element: Mapping[str, Any], concept: Any, codes: CodeMap) -> set
     return said
 
 
-def condition(resource: Mapping[str, Any], ref: str, codes: CodeMap, record: Record) -> None:
-    """An ALL diagnosis with the facts its codes carry, or a report of why it is not one."""
-    found = [(f"{k[0]}|{k[1]}", codes.conditions[k]) for c in codings(resource.get("code"))
-             for k in [key(c.get("system"), c.get("code"))] if k in codes.conditions]
-    if not found:
+def _history_facts(concept: Any, table: Mapping[tuple[str, str], str]) -> list[str]:
+    """The yes/no facts the codes of ``concept`` make true (in the order of the codes)."""
+    found = [table[k] for c in codings(concept) for k in [key(c.get("system"), c.get("code"))]
+             if k in table]
+    return list(dict.fromkeys(found))
+
+
+def history_when(text: Any) -> When:
+    """A history date: a full date or dateTime, or a year or month, placed on its last day
+    (a transplant "in 2019" was before any assessment date after 2019)."""
+    if isinstance(text, str) and len(text) in (4, 7) and text[:4].isdigit():
+        year, month = int(text[:4]), int(text[5:7]) if len(text) == 7 else 12
+        last = dt.date(year + month // 12, month % 12 + 1, 1) - dt.timedelta(days=1)
+        return When(last, None, text)
+    return parse_when(text)
+
+
+def _add_history(facts: list[str], texts: tuple[Any, ...], ref: str, record: Record) -> None:
+    """Each fact true, at the first time given (or none); a time that cannot be read is
+    reported and the resource not used (it might be after the assessment date)."""
+    when: When | None = None
+    for text in texts:
+        if text is None:
+            continue
+        try:
+            when = history_when(text)
+        except ValueError as error:
+            for fact in facts:
+                record.unmapped.append(Unmapped(ref, f"time {error}: cannot be placed "
+                                                     "relative to the assessment date", fact))
+            return
+        break
+    record.history.extend(Candidate(fact, True, when, ref) for fact in facts)
+
+
+def procedure(resource: Mapping[str, Any], ref: str, codes: CodeMap, record: Record) -> None:
+    """A completed Procedure of the patient's history (allogeneic HSCT, cranial irradiation)
+    makes its fact true; any other status is reported and says nothing (never false)."""
+    facts = _history_facts(resource.get("code"), codes.history_procedures)
+    if not facts:
         record.unmapped.append(Unmapped(ref, "no code in the code map"))
         return
+    status = resource.get("status")
+    if status != DONE:
+        for fact in facts:
+            record.unmapped.append(Unmapped(ref, f"status {status!r}: not a procedure that "
+                                                 "was done", fact))
+        return
+    period = resource.get("performedPeriod")
+    _add_history(facts, (resource.get("performedDateTime"),
+                         period.get("start") if isinstance(period, MAP) else None), ref,
+                 record)
+
+
+def _not_current(resource: Mapping[str, Any]) -> tuple[str | None, str | None]:
+    """(why the Condition is not used, or None; its clinical status)."""
     verification = next((str(c.get("code")) for c in
                          codings(resource.get("verificationStatus"))), None)
     clinical = next((str(c.get("code")) for c in codings(resource.get("clinicalStatus"))),
@@ -342,10 +398,37 @@ def condition(resource: Mapping[str, Any], ref: str, codes: CodeMap, record: Rec
         why = f"verification status {verification!r}: not a confirmed diagnosis"
     elif clinical in NOT_CURRENT:
         why = f"clinical status {clinical!r}: not the current diagnosis"
-    if why is not None:
-        record.unmapped.append(Unmapped(ref, why))
-        record.rejected.append(Unmapped(ref, why))
+    return why, clinical
+
+
+def condition(resource: Mapping[str, Any], ref: str, codes: CodeMap, record: Record) -> None:
+    """An ALL diagnosis with the facts its codes carry, a history Condition (Down syndrome),
+    or a report of why it is not used."""
+    found = [(f"{k[0]}|{k[1]}", codes.conditions[k]) for c in codings(resource.get("code"))
+             for k in [key(c.get("system"), c.get("code"))] if k in codes.conditions]
+    history = _history_facts(resource.get("code"), codes.history_conditions)
+    if not found and not history:
+        record.unmapped.append(Unmapped(ref, "no code in the code map"))
         return
+    why, clinical = _not_current(resource)
+    if why is not None:
+        for fact in history:
+            record.unmapped.append(Unmapped(ref, why, fact))
+        if found:
+            record.unmapped.append(Unmapped(ref, why))
+            record.rejected.append(Unmapped(ref, why))
+        return
+    if history:
+        period = resource.get("onsetPeriod")
+        _add_history(history, (resource.get("onsetDateTime"),
+                               period.get("start") if isinstance(period, MAP) else None,
+                               resource.get("recordedDate")), ref, record)
+    if found:
+        _diagnosis(resource, ref, found, clinical, record)
+
+
+def _diagnosis(resource: Mapping[str, Any], ref: str, found: list[tuple[str, Any]],
+               clinical: str | None, record: Record) -> None:
     when: When | None = None
     period = resource.get("onsetPeriod")
     for text in (resource.get("onsetDateTime"),

@@ -19,8 +19,11 @@ from ._code_map import Unmapped
 from ._read import Candidate, When
 
 AT_DIAGNOSIS = frozenset({"wbc_at_diagnosis_10e9_per_l", "cns_status", "ph_status",
-                          "kmt2a_rearranged"})
-"""The disease at presentation: a later BCR::ABL1 result measures response, not Ph status."""
+                          "kmt2a_rearranged", "hypodiploidy", "high_hyperdiploidy",
+                          "etv6_runx1", "iamp21", "tcf3_hlf", "ph_like"})
+"""The disease at presentation: a later BCR::ABL1 result measures response, not Ph status;
+a later ETV6::RUNX1 or karyotype result on a remission marrow measures residual disease, not
+the leukemia's subtype. (ABL1 T315I is tested at relapse or on resistance: a current fact.)"""
 
 
 @attrs.frozen

@@ -24,6 +24,13 @@ _UNIT_FOR = {Drug.VINCRISTINE: (("mg", 0.1, 3.0), ("mg/m2", 0.5, 2.0)),
              Drug.PEGASPARGASE: (("IU", 500.0, 8000.0), ("IU/m2", 1500.0, 3500.0))}
 
 
+#: Yes/no facts added for clinical coverage (issue 18): drawn independently, true, false or
+#: unknown; the facts model has no rule between them (any combination is a valid patient).
+_NEW_FLAGS = ("testicular_involvement_end_of_induction", "hypodiploidy", "high_hyperdiploidy",
+              "etv6_runx1", "iamp21", "tcf3_hlf", "ph_like", "abl1_t315i", "down_syndrome",
+              "prior_allogeneic_hsct", "prior_cranial_irradiation")
+
+
 def maybe(strategy: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
     return st.one_of(st.none(), strategy)
 
@@ -73,6 +80,7 @@ def patients(draw: st.DrawFn) -> dict[str, Any]:
         "cns_status": draw(maybe(_values(CnsStatus))),
         "testicular_involvement": draw(maybe(st.booleans())),
         "kmt2a_rearranged": draw(maybe(st.booleans())),
+        **{name: draw(maybe(st.booleans())) for name in _NEW_FLAGS},
         "cd19_positive": draw(maybe(st.booleans())),
         "cd22_positive": draw(maybe(st.booleans())),
         "phase": draw(maybe(_values(Phase))),

@@ -20,7 +20,10 @@ from urllib.parse import quote
 
 import attrs
 
-__all__ = ["FetchError", "FetchLimits", "fetch_missing", "normalized_base", "trusted_base"]
+from ._request import SEARCHES
+
+__all__ = ["FetchError", "FetchLimits", "fetch_missing", "fetch_optional", "normalized_base",
+           "trusted_base"]
 
 
 _DOT_SEGMENT = re.compile(r"/\.\.?(?:/|$)")
@@ -107,7 +110,6 @@ async def fetch_missing(base: str, patient_id: str, keys: list[str], access_toke
     headers = {"Accept": "application/fhir+json"}
     if access_token:
         headers["Authorization"] = f"Bearer {access_token}"
-    searches = {"observations": "Observation", "conditions": "Condition"}
     found: dict[str, Any] = {}
     timeout = httpx.Timeout(limits.timeout_seconds)
     async with httpx.AsyncClient(timeout=timeout, follow_redirects=False,
@@ -119,7 +121,7 @@ async def fetch_missing(base: str, patient_id: str, keys: list[str], access_toke
                         client, f"{base}/Patient/{quote(patient_id, safe='')}", None,
                         headers, limits, key)
                     continue
-                url = f"{base}/{searches[key]}"
+                url = f"{base}/{SEARCHES[key]}"
                 params: Mapping[str, str] | None = {"patient": patient_id}
                 entries: list[Any] = []
                 cut: list[dict[str, str]] = []
@@ -145,3 +147,17 @@ async def fetch_missing(base: str, patient_id: str, keys: list[str], access_toke
                 found[key] = {"resourceType": "Bundle", "type": "searchset",
                               "entry": entries, "link": cut}
     return found
+
+
+async def fetch_optional(base: str, patient_id: str, key: str, access_token: str | None,
+                         limits: FetchLimits) -> Any:
+    """An optional search (``procedures``) from the trusted ``base``. One the server cannot
+    give (no read access to that resource type, an error, the deadline) does not refuse a
+    call that was answerable without it: it becomes a search Bundle holding a warning
+    OperationOutcome, so the mapping reports the record as incomplete and the cards say so."""
+    try:
+        return (await fetch_missing(base, patient_id, [key], access_token, limits))[key]
+    except (FetchError, TimeoutError):
+        return {"resourceType": "Bundle", "type": "searchset", "id": key, "entry": [
+            {"resource": {"resourceType": "OperationOutcome", "id": f"{key}-not-fetched",
+                          "issue": [{"severity": "warning", "code": "incomplete"}]}}]}

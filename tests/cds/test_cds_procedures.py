@@ -181,7 +181,7 @@ def test_wrong_resource_in_the_procedure_search_is_400(served: tuple[str, Record
 
 
 def _with_procedure(*resources: dict[str, Any]) -> dict[str, Any]:
-    record = copy.deepcopy(ADULT_PH)
+    record: dict[str, Any] = copy.deepcopy(ADULT_PH)
     record["entry"].extend({"resource": r} for r in resources)
     return record
 

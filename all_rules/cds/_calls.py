@@ -24,7 +24,6 @@ from ._fetch import (
     FetchError,
     FetchLimits,
     fetch_missing,
-    fetch_optional,
     normalized_base,
     trusted_base,
 )
@@ -176,13 +175,10 @@ class Calls:
             return dict(prefetch)
         auth = (hook_request.model_extra or {}).get("fhirAuthorization") or {}
         token, patient_id = auth.get("access_token"), str(hook_request.context["patientId"])
-        fetched = await _fetch_required(base, patient_id, missing, token, self.limits) \
-            if missing else {}
+        optional = [key for key in absent if key in OPTIONAL_PREFETCH]
+        fetched = await _fetch(base, patient_id, missing, optional, token, self.limits)
         self.resources(fetched, patient_id, fetched=True)
-        optional = {key: await fetch_optional(base, patient_id, key, token, self.limits)
-                    for key in absent if key in OPTIONAL_PREFETCH}
-        self.resources(optional, patient_id, fetched=True)
-        return {**prefetch, **fetched, **optional}
+        return {**prefetch, **fetched}
 
     def trusted_server(self, hook_request: HookRequest, issuer: str | None,
                        missing: list[str]) -> str | None:
@@ -205,11 +201,11 @@ class Calls:
         return normalized_base(base) or base
 
 
-async def _fetch_required(base: str, patient_id: str, keys: list[str], token: str | None,
-                          limits: FetchLimits) -> dict[str, Any]:
-    """The missing required prefetch from the trusted server, or 412."""
+async def _fetch(base: str, patient_id: str, missing: list[str], optional: list[str],
+                 token: str | None, limits: FetchLimits) -> dict[str, Any]:
+    """What is missing, from the trusted server; 412 when a required value cannot be had."""
     try:
-        return await fetch_missing(base, patient_id, keys, token, limits)
+        return await fetch_missing(base, patient_id, missing, token, limits, optional)
     except FetchError as error:
         raise RefusedError(412, "fhir_server_failed",
                            f"could not fetch from fhirServer: {error}") from None

@@ -7,6 +7,7 @@ loopback."""
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import datetime as dt
 from collections.abc import Iterator
@@ -258,11 +259,13 @@ def test_fetched_procedure_of_another_patient_is_refused(code_map: str) -> None:
     assert recording.facts == []
 
 
-def test_procedure_search_the_server_refuses_says_the_record_may_be_incomplete(
-        code_map: str) -> None:
-    """A server that will not give the Procedures (here 403: no read access to them) does
-    not refuse a call answerable without them: the cards come with the warning that the
-    record may be incomplete, and the history facts stay unknown."""
+@pytest.mark.parametrize("failure", ["forbidden", "slow", "not a bundle"])
+def test_procedure_search_the_server_cannot_give_says_the_record_may_be_incomplete(
+        code_map: str, failure: str) -> None:
+    """A server that does not give the Procedures (403: no read access to them; too slow;
+    an answer that is not a Bundle) does not refuse a call answerable without them: the
+    cards come with the warning that the record may be incomplete, and the history facts
+    stay unknown."""
     from starlette.applications import Starlette
     from starlette.requests import Request
     from starlette.responses import JSONResponse, Response
@@ -270,16 +273,21 @@ def test_procedure_search_the_server_refuses_says_the_record_may_be_incomplete(
 
     asked: list[str] = []
 
-    async def forbidden(request: Request) -> Response:
+    async def failing(request: Request) -> Response:
         asked.append(request.url.path)
+        if failure == "slow":
+            await asyncio.sleep(3)
+        if failure == "not a bundle":
+            return JSONResponse([1, 2])
         return JSONResponse({"resourceType": "OperationOutcome"}, status_code=403)
 
-    refusing = Starlette(routes=[Route("/fhir/{kind}", forbidden)])
+    refusing = Starlette(routes=[Route("/fhir/{kind}", failing)])
     recording = Recording()
     prefetch = hook_request("patient-view", copy.deepcopy(ADULT_PH))["prefetch"]
     with running(refusing, free_port()) as fhir_base:
         port = free_port()
-        app = _app(port, recording, code_map, fhir_servers={ISSUER: [f"{fhir_base}/fhir"]})
+        app = _app(port, recording, code_map, fhir_servers={ISSUER: [f"{fhir_base}/fhir"]},
+                   fetch_timeout_seconds=1.0)
         with running(app, port) as server:
             response = call(server, PATH, _fetching(fhir_base, **prefetch))
     assert response.status_code == 200, response.text
@@ -290,3 +298,19 @@ def test_procedure_search_the_server_refuses_says_the_record_may_be_incomplete(
     assert "OperationOutcome/procedures-not-fetched" in warning["detail"]
     assert topics(cards)  # still assessed
     assert recording.last()["prior_allogeneic_hsct"] is None
+
+
+def test_required_search_failing_is_still_412(code_map: str) -> None:
+    """Only the Procedure search is optional: when the Observations cannot be fetched the
+    call is 412 as before, whatever the Procedures."""
+    stub = FhirStub(Observation={"link": [{"relation": "next",
+                                           "url": "http://127.0.0.1:9/fhir/Observation?p=2"}]})
+    recording = Recording()
+    with running(stub.app, free_port()) as fhir_base:
+        port = free_port()
+        app = _app(port, recording, code_map, fhir_servers={ISSUER: [f"{fhir_base}/fhir"]})
+        with running(app, port) as server:
+            response = call(server, PATH, _fetching(fhir_base))
+    assert response.status_code == 412
+    assert response.json()["code"] == "fhir_server_failed"
+    assert recording.facts == []

@@ -20,9 +20,15 @@ from starlette.responses import JSONResponse
 
 from ._audit import error_response as _error
 from ._auth import AuthError, Verifier
-from ._fetch import FetchError, FetchLimits, fetch_missing, normalized_base, trusted_base
+from ._fetch import (
+    FetchError,
+    FetchLimits,
+    fetch_missing,
+    normalized_base,
+    trusted_base,
+)
 from ._request import UnusableInputError, check_draft_orders, check_prefetch, is_fhir_id, is_missing
-from ._settings import PREFETCH, SERVICES, ServiceSettings
+from ._settings import OPTIONAL_PREFETCH, PREFETCH, SERVICES, ServiceSettings
 
 __all__ = ["Calls", "HookRequest", "RefusedError"]
 
@@ -157,29 +163,52 @@ class Calls:
                        prefetch: Mapping[str, Any], found: Mapping[str, Any]
                        ) -> dict[str, Any]:
         """The prefetch values (the Patient, the search Bundles as sent), with what is
-        missing fetched from a trusted FHIR server (or 412)."""
-        missing = [key for key in PREFETCH if key not in found]
-        if not missing:
+        missing fetched from a trusted FHIR server. Required prefetch that cannot be fetched
+        is 412; a missing optional search (``OPTIONAL_PREFETCH``) is fetched only when a
+        trusted server is at hand anyway, and otherwise left out (its facts stay unknown)."""
+        absent = [key for key in PREFETCH if key not in found]
+        missing = [key for key in absent if key not in OPTIONAL_PREFETCH]
+        if not absent:
             return dict(prefetch)
+        base = self.trusted_server(hook_request, issuer, missing)
+        if base is None:
+            return dict(prefetch)
+        auth = (hook_request.model_extra or {}).get("fhirAuthorization") or {}
+        token, patient_id = auth.get("access_token"), str(hook_request.context["patientId"])
+        optional = [key for key in absent if key in OPTIONAL_PREFETCH]
+        fetched = await _fetch(base, patient_id, missing, optional, token, self.limits)
+        self.resources(fetched, patient_id, fetched=True)
+        return {**prefetch, **fetched}
+
+    def trusted_server(self, hook_request: HookRequest, issuer: str | None,
+                       missing: list[str]) -> str | None:
+        """The request's fhirServer when it is configured for the caller; otherwise None
+        when nothing required is missing, or 412 naming what is."""
         why = f"required prefetch missing: {', '.join(missing)}"
         if hook_request.fhirServer is None:
-            raise RefusedError(412, "prefetch_missing",
-                               f"{why}, and no fhirServer to fetch it from")
+            if missing:
+                raise RefusedError(412, "prefetch_missing",
+                                   f"{why}, and no fhirServer to fetch it from")
+            return None
         configured = self.settings.fhir_servers.get(issuer or "", []) if issuer else []
         base = trusted_base(hook_request.fhirServer, configured)
         if base is None:
-            raise RefusedError(412, "fhir_server_not_trusted", f"{why}; the fhirServer is not "
-                               "configured for this client, so nothing is fetched from it")
-        auth = (hook_request.model_extra or {}).get("fhirAuthorization") or {}
-        patient_id = str(hook_request.context["patientId"])
-        try:
-            fetched = await fetch_missing(normalized_base(base) or base, patient_id, missing,
-                                          auth.get("access_token"), self.limits)
-        except FetchError as error:
-            raise RefusedError(412, "fhir_server_failed",
-                               f"could not fetch from fhirServer: {error}") from None
-        except TimeoutError:
-            raise RefusedError(412, "fhir_server_failed", "could not fetch from fhirServer: "
-                               "deadline exceeded") from None
-        self.resources(fetched, patient_id, fetched=True)
-        return {**prefetch, **fetched}
+            if missing:
+                raise RefusedError(412, "fhir_server_not_trusted", f"{why}; the fhirServer is "
+                                   "not configured for this client, so nothing is fetched "
+                                   "from it")
+            return None
+        return normalized_base(base) or base
+
+
+async def _fetch(base: str, patient_id: str, missing: list[str], optional: list[str],
+                 token: str | None, limits: FetchLimits) -> dict[str, Any]:
+    """What is missing, from the trusted server; 412 when a required value cannot be had."""
+    try:
+        return await fetch_missing(base, patient_id, missing, token, limits, optional)
+    except FetchError as error:
+        raise RefusedError(412, "fhir_server_failed",
+                           f"could not fetch from fhirServer: {error}") from None
+    except TimeoutError:
+        raise RefusedError(412, "fhir_server_failed", "could not fetch from fhirServer: "
+                           "deadline exceeded") from None

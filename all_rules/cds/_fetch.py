@@ -20,7 +20,10 @@ from urllib.parse import quote
 
 import attrs
 
-__all__ = ["FetchError", "FetchLimits", "fetch_missing", "normalized_base", "trusted_base"]
+from ._request import SEARCHES
+
+__all__ = ["FetchError", "FetchLimits", "fetch_missing", "normalized_base", "not_fetched",
+           "trusted_base"]
 
 
 _DOT_SEGMENT = re.compile(r"/\.\.?(?:/|$)")
@@ -93,55 +96,74 @@ async def _get_json(client: Any, url: str, params: Mapping[str, str] | None,
         raise FetchError(f"{what}: not JSON") from None
 
 
+async def _search(client: Any, base: str, key: str, patient_id: str,
+                  headers: Mapping[str, str], limits: FetchLimits) -> Any:
+    """The Patient, or one search followed page by page within the base."""
+    if key == "patient":
+        return await _get_json(client, f"{base}/Patient/{quote(patient_id, safe='')}", None,
+                               headers, limits, key)
+    url = f"{base}/{SEARCHES[key]}"
+    params: Mapping[str, str] | None = {"patient": patient_id}
+    entries: list[Any] = []
+    cut: list[dict[str, str]] = []
+    for _ in range(limits.max_pages):
+        page = await _get_json(client, url, params, headers, limits, key)
+        if not isinstance(page, Mapping) or not isinstance(page.get("entry") or [], list):
+            raise FetchError(f"{key}: the server's answer is not a Bundle")
+        entries.extend(page.get("entry") or [])
+        links = page.get("link") or []
+        following = next((link.get("url") for link in links if isinstance(link, Mapping)
+                          and link.get("relation") == "next"), None) \
+            if isinstance(links, list) else None
+        if following is None:
+            break
+        if not isinstance(following, str) or not _within(base, following):
+            raise FetchError(f"{key}: the next page is not on the configured FHIR server; "
+                             "not followed")
+        url, params = following, None
+    else:  # the page cap: the next page stays unfollowed, and says so
+        cut.append({"relation": "next", "url": url})
+    return {"resourceType": "Bundle", "type": "searchset", "entry": entries, "link": cut}
+
+
+def not_fetched(key: str) -> dict[str, Any]:
+    """The stand-in for an optional search the server could not give: a search Bundle
+    holding a warning OperationOutcome, so the mapping reports the record as incomplete."""
+    return {"resourceType": "Bundle", "type": "searchset", "id": key, "entry": [
+        {"resource": {"resourceType": "OperationOutcome", "id": f"{key}-not-fetched",
+                      "issue": [{"severity": "warning", "code": "incomplete"}]}}]}
+
+
 async def fetch_missing(base: str, patient_id: str, keys: list[str], access_token: str | None,
-                        limits: FetchLimits) -> dict[str, Any]:
+                        limits: FetchLimits, optional: Iterable[str] = ()) -> dict[str, Any]:
     """The missing prefetch values, fetched from the trusted ``base``.
 
     A search is followed page by page (``link.next`` within the base) up to
     ``limits.max_pages``; a search cut there keeps its unfollowed ``next`` link, so the
-    mapping reports the record as incomplete. Raises FetchError when a page cannot be
-    fetched or a ``next`` link leaves the base.
+    mapping reports the record as incomplete. Raises FetchError when a page of a ``keys``
+    value cannot be fetched or a ``next`` link leaves the base (TimeoutError past the
+    deadline). The ``optional`` values are fetched after them, within the same deadline; one
+    the server cannot give (no read access to that resource type, an error, the deadline)
+    does not fail the fetch: it becomes ``not_fetched`` (the call was answerable without it).
     """
     import httpx
 
     headers = {"Accept": "application/fhir+json"}
     if access_token:
         headers["Authorization"] = f"Bearer {access_token}"
-    searches = {"observations": "Observation", "conditions": "Condition"}
     found: dict[str, Any] = {}
     timeout = httpx.Timeout(limits.timeout_seconds)
+    deadline = asyncio.get_running_loop().time() + limits.timeout_seconds * 3
     async with httpx.AsyncClient(timeout=timeout, follow_redirects=False,
                                  trust_env=False) as client:
-        async with asyncio.timeout(limits.timeout_seconds * 3):
+        async with asyncio.timeout_at(deadline):
             for key in keys:
-                if key == "patient":
-                    found[key] = await _get_json(
-                        client, f"{base}/Patient/{quote(patient_id, safe='')}", None,
-                        headers, limits, key)
-                    continue
-                url = f"{base}/{searches[key]}"
-                params: Mapping[str, str] | None = {"patient": patient_id}
-                entries: list[Any] = []
-                cut: list[dict[str, str]] = []
-                for _ in range(limits.max_pages):
-                    page = await _get_json(client, url, params, headers, limits, key)
-                    if not isinstance(page, Mapping) or \
-                            not isinstance(page.get("entry") or [], list):
-                        raise FetchError(f"{key}: the server's answer is not a Bundle")
-                    entries.extend(page.get("entry") or [])
-                    links = page.get("link") or []
-                    following = next((link.get("url") for link in links
-                                       if isinstance(link, Mapping)
-                                       and link.get("relation") == "next"), None) \
-                        if isinstance(links, list) else None
-                    if following is None:
-                        break
-                    if not isinstance(following, str) or not _within(base, following):
-                        raise FetchError(f"{key}: the next page is not on the configured "
-                                         "FHIR server; not followed")
-                    url, params = following, None
-                else:  # the page cap: the next page stays unfollowed, and says so
-                    cut.append({"relation": "next", "url": url})
-                found[key] = {"resourceType": "Bundle", "type": "searchset",
-                              "entry": entries, "link": cut}
+                found[key] = await _search(client, base, key, patient_id, headers, limits)
+        for key in optional:
+            try:
+                async with asyncio.timeout_at(deadline):
+                    found[key] = await _search(client, base, key, patient_id, headers,
+                                               limits)
+            except (FetchError, TimeoutError):
+                found[key] = not_fetched(key)
     return found

@@ -3,10 +3,10 @@
 Before anything is mapped, the service checks that what a client sent has the structure the
 mapping reads (a Bundle's ``entry`` is a list of objects, a dosage is a list, a dose value is a
 number, …) and that every resource belongs to ``context.patientId``: the prefetched Patient
-is that patient, and every Observation, Condition and draft order whose ``subject`` names a
-patient names that one. A request that fails either check is refused (400) with every
-problem named by its path; no card is computed from it. Messages name fields and resource
-ids, never another patient's id or any clinical value.
+is that patient, and every Observation, Condition, Procedure and draft order whose
+``subject`` names a patient names that one. A request that fails either check is refused
+(400) with every problem named by its path; no card is computed from it. Messages name
+fields and resource ids, never another patient's id or any clinical value.
 """
 
 from __future__ import annotations
@@ -21,7 +21,9 @@ __all__ = ["FHIR_ID", "UnusableInputError", "check_draft_orders", "check_prefetc
 FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 """A FHIR resource id (R4 ``id`` datatype)."""
 
-SEARCHES = {"observations": "Observation", "conditions": "Condition"}
+SEARCHES = {"observations": "Observation", "conditions": "Condition",
+            "procedures": "Procedure"}
+"""Each prefetch search key and the resource type its Bundle holds."""
 _SUBJECT = re.compile(r"(?:^|/)Patient/([A-Za-z0-9\-.]{1,64})(?:/_history/[^/]+)?$")
 
 
@@ -99,7 +101,8 @@ def is_missing(value: object) -> bool:
 
 def check_prefetch(prefetch: Mapping[str, Any], patient_id: str
                    ) -> dict[str, list[Mapping[str, Any]]]:
-    """The prefetch's resources by key (``patient``, ``observations``, ``conditions``).
+    """The prefetch's resources by key (``patient``, ``observations``, ``conditions``,
+    ``procedures``).
 
     Raises UnusableInputError when a value has the wrong shape (400) or names another patient.
     """

@@ -16,14 +16,20 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from ._fetch import normalized_base
 
-__all__ = ["PREFETCH", "SERVICES", "ServiceSettings"]
+__all__ = ["OPTIONAL_PREFETCH", "PREFETCH", "SERVICES", "ServiceSettings"]
 
 PREFETCH = {"patient": "Patient/{{context.patientId}}",
             "observations": "Observation?patient={{context.patientId}}",
-            "conditions": "Condition?patient={{context.patientId}}"}
+            "conditions": "Condition?patient={{context.patientId}}",
+            "procedures": "Procedure?patient={{context.patientId}}"}
+OPTIONAL_PREFETCH = frozenset({"procedures"})
+"""Prefetch the service fetches when it can, and does without otherwise. A Procedure can only
+make a history fact true (a past allogeneic HSCT, cranial irradiation); without the search
+those facts stay unknown, never false, so a call that lacks it is answered as before."""
 _USAGE = ("Patients with an active acute lymphoblastic leukemia Condition. Needs read access "
-          "to the patient's Patient, Observation and Condition resources (prefetch, or a FHIR "
-          "server configured for the calling EHR).")
+          "to the patient's Patient, Observation and Condition resources, and Procedure "
+          "resources for the history of allogeneic transplant and cranial irradiation "
+          "(prefetch, or a FHIR server configured for the calling EHR).")
 SERVICES = {
     "all-rules-patient-view": {
         "hook": "patient-view", "title": "ALL guideline recommendations",

@@ -57,6 +57,7 @@ def test_discovery_lists_both_services_with_prefetch(server: str) -> None:
     assert {s["hook"] for s in services.values()} == {"patient-view", "order-sign"}
     for described in services.values():
         assert described["prefetch"]["patient"] == "Patient/{{context.patientId}}"
+        assert described["prefetch"]["procedures"] == "Procedure?patient={{context.patientId}}"
 
 
 def test_patient_view_cards_match_the_assessment(server: str) -> None:
@@ -174,9 +175,10 @@ def test_missing_prefetch_is_fetched_from_the_fhir_server() -> None:
             response = call(server, path, fetched)
     assert response.status_code == 200, response.text
     assert [c["source"]["topic"]["code"] for c in response.json()["cards"]] == expected
-    assert [auth for _, auth in stub.seen] == ["Bearer tok-123"] * 3
+    assert [auth for _, auth in stub.seen] == ["Bearer tok-123"] * 4
     assert sorted(url.removeprefix(fhir_base) for url, _ in stub.seen) == [
-        "/fhir/Condition?patient=p1", "/fhir/Observation?patient=p1", "/fhir/Patient/p1"]
+        "/fhir/Condition?patient=p1", "/fhir/Observation?patient=p1", "/fhir/Patient/p1",
+        "/fhir/Procedure?patient=p1"]
 
 
 @pytest.mark.parametrize(("body", "status", "message"), [

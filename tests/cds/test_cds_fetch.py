@@ -70,7 +70,7 @@ def test_only_the_configured_base_itself_is_trusted(trusted: Trusted, variant: s
     response = call(server, PATH, _fetching(variant.format(base=good_base)))
     if trusted_variant:
         assert response.status_code == 200, response.text
-        assert len(good.seen) == 3
+        assert len(good.seen) == 4  # Patient, Observations, Conditions, Procedures
     else:
         assert response.status_code == 412, variant
         assert good.seen == []

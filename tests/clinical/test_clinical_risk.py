@@ -190,12 +190,13 @@ def test_cns3_child_and_kmt2a_outside_infancy_are_features(guideline: Guideline)
             {**ADULT_B, "age_years": age, "kmt2a_rearranged": True}).risk.features
 
 
-def test_testicular_involvement_is_declared_informational() -> None:
+def test_testicular_involvement_is_read_not_informational() -> None:
+    """Issue 18: testicular involvement at diagnosis is read (induction.testicular_reassessment)."""
     from all_rules.ruleset._safe_yaml import load_file
 
     from ..conftest import RULESETS
     manifest = load_file(RULESETS / "ruleset.yaml").data
-    assert "testicular_involvement" in manifest["informational_facts"]
+    assert "testicular_involvement" not in manifest["informational_facts"]
 
 
 # --- e: doses that apply to this patient -------------------------------------------------

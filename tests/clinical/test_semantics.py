@@ -48,6 +48,16 @@ UNKNOWN_READINGS: dict[tuple[str, str], str] = {
     ("induction.four_drug_backbone", "plan.regimen"): _PLAN,
     ("population.adult_regimens", "plan.regimen"): _PLAN,
     ("induction.steroid_choice", "plan.steroid"): _PLAN,
+    ("cns.intrathecal_from_induction", "cns_status"):
+        "intrathecal therapy starts in induction whatever the CNS status (S9, S10); an unknown "
+        "status only withholds the word prophylaxis (variant cns_status_unknown), and "
+        "data.cns_status asks for it (issue 18)",
+    ("induction.testicular_reassessment", "testicular_involvement_end_of_induction"):
+        "the item asks for that reassessment and steps aside once its result is recorded "
+        "(induction.testicular_persistent speaks if the disease persists) (issue 18)",
+    ("induction.steroid_choice", "cns_status"):
+        "CNS3 chooses the CNS3 variant; an unknown status keeps the age-based wording, and "
+        "data.cns_status asks for it (issue 18)",
     ("ph.tki_required", "plan.tki"): _PLAN + "; a plan on a TKI is told to continue it",
     ("induction.four_drug_backbone", "bsa_m2"):
         "the variant without dose figures: no figure is shown and the BSA is asked for",

@@ -166,18 +166,18 @@ def test_scope_items_are_shown_as_scope(guideline: Guideline) -> None:
     from all_rules.report._describe import assessment_text
     from all_rules.report._patient import patient_page
 
-    facts = {"age_years": 14.0, "age_at_diagnosis_years": 12.0, "lineage": "T",
+    facts = {"age_years": 14.0, "age_at_diagnosis_years": 8.0, "lineage": "B",
              "phase": "relapsed", "relapse_count": 1, "relapse_site": "marrow",
-             "months_from_diagnosis_to_relapse": 24.0, "transplant_eligible": True}
+             "months_from_diagnosis_to_relapse": 48.0, "transplant_eligible": True}
     assessment = guideline.assess(facts)
-    item = assessment.get("transplant.scope_child_t_relapse")
+    item = assessment.get("transplant.scope_child_late_b_relapse")
     assert item is not None
     assert item.kind.value == "scope"
     data = json.loads(guideline.assess_json(facts))
     assert data == assessment.to_dict()
-    assert {"id": "transplant.scope_child_t_relapse", "kind": "scope"}.items() <= next(
+    assert {"id": "transplant.scope_child_late_b_relapse", "kind": "scope"}.items() <= next(
         i for i in data["recommendations"] if i["id"] == item.id).items()
-    assert "transplant.scope_child_t_relapse (scope: not decided by this guideline)" in \
+    assert "transplant.scope_child_late_b_relapse (scope: not decided by this guideline)" in \
         assessment_text(assessment)
     page = patient_page(assessment, [], [])
     assert "Not decided here" in page

@@ -59,6 +59,9 @@ UNKNOWN_READINGS: dict[tuple[str, str], str] = {
         "CNS3 chooses the CNS3 variant; an unknown status keeps the age-based wording, and "
         "data.cns_status asks for it (issue 18)",
     ("ph.tki_required", "plan.tki"): _PLAN + "; a plan on a TKI is told to continue it",
+    ("ph.tki_required", "abl1_t315i"):
+        "a TKI is mandatory (S30); a T315I mutation found only withholds the word continue "
+        "(ph.t315i_ponatinib speaks); an untested one is no mutation found",
     ("induction.four_drug_backbone", "bsa_m2"):
         "the variant without dose figures: no figure is shown and the BSA is asked for",
     ("ph.tki_required", "phase"):

@@ -76,11 +76,6 @@ UNKNOWN_READINGS: dict[tuple[str, str], str] = {
         "first remission known without its number: complete remission on the first line",
     ("transplant.very_high_risk", "remission_number"):
         "first remission known without its number: complete remission on the first line",
-    **{(rule, "prior_allogeneic_hsct"): (
-        "read only to step aside for transplant.scope_after_allogeneic_hsct when an allogeneic "
-        "HSCT is known to have been given; an unknown prior HSCT is not read as one (issue 18)")
-       for rule in ("transplant.second_remission_goal", "transplant.mrd_positive_second_remission",
-                    "transplant.proceed_despite_mrd")},
     **{(rule, "substantial_comorbidities"): _CHILD_FITNESS for rule in (
         "induction.four_drug_backbone", "cns.high_dose_methotrexate",
         "consolidation.high_dose_methotrexate", "consolidation.multiagent",

@@ -180,7 +180,7 @@ def test_crossing_18_very_high_risk_child_is_not_referred_on_adult_rules(
 def test_crossing_18_at_relapse_the_child_pathway_holds(guideline: Guideline) -> None:
     relapse = {"phase": "relapsed", "relapse_count": 1, "remission_number": None,
                "complete_remission": None, "relapse_site": "marrow",
-               "months_from_diagnosis_to_relapse": 30}
+               "months_from_diagnosis_to_relapse": 30, "prior_allogeneic_hsct": False}
     ids = set(_assess(guideline, age_years=19, age_at_diagnosis_years=16, **relapse).ids())
     assert "transplant.child_early_first_relapse" in ids
     assert "transplant.second_remission_goal" not in ids

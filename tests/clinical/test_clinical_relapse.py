@@ -32,7 +32,8 @@ from ..support.strategies import patients
 
 ADULT_B = {"lineage": "B", "ph_status": "negative", "wbc_at_diagnosis_10e9_per_l": 10,
            "cns_status": "CNS1", "complete_remission": True, "weeks_to_complete_remission": 3,
-           "mrd_end_of_induction_percent": 0.001, "phase": "diagnosis", "relapse_count": 0}
+           "mrd_end_of_induction_percent": 0.001, "phase": "diagnosis", "relapse_count": 0,
+           "prior_allogeneic_hsct": False}
 RELAPSE = {**ADULT_B, "phase": "relapsed", "relapse_count": 1}
 
 HSCT_WORDS = re.compile(r"\bHSCT\b|\btransplant\b", re.IGNORECASE)
@@ -106,7 +107,9 @@ def _hsct_indicated_after_relapse(facts: Mapping[str, Any]) -> bool:
 
 def pathway_violations(facts: Mapping[str, Any], ids: set[str]) -> list[str]:
     """No phase item on an absent phase, no first-line item unless no relapse is known, and
-    the further-courses decision for every MRD-positive later remission (issue 17)."""
+    the further-courses decision for every MRD-positive later remission (issue 17), or, while
+    a prior allogeneic HSCT is unknown, the question that decides it, and after one, the
+    transplant centre's decision (issue 18)."""
     found = []
     relapses, remission = facts.get("relapse_count"), facts.get("remission_number")
     if facts.get("phase") is None and any(i.startswith(PHASE_ITEMS) for i in ids):
@@ -118,7 +121,11 @@ def pathway_violations(facts: Mapping[str, Any], ids: set[str]) -> list[str]:
              and remission == relapses + 1 and facts.get("phase") != "diagnosis")
     mrd = facts.get("mrd_current_percent")
     if later and facts.get("transplant_eligible") is True and mrd is not None and mrd >= 0.01 \
-            and _hsct_indicated_after_relapse(facts) and not ids & LATER_REMISSION:
+            and _hsct_indicated_after_relapse(facts) and not ids & LATER_REMISSION \
+            and not (facts.get("prior_allogeneic_hsct") is None
+                     and "transplant.prior_hsct_needed" in ids) \
+            and not (facts.get("prior_allogeneic_hsct") is True
+                     and "transplant.scope_after_allogeneic_hsct" in ids):
         found.append("MRD-positive later remission without the further-courses decision")
     return found
 
@@ -147,6 +154,7 @@ def hsct_patients(count: int, seed: int) -> Iterator[dict[str, Any]]:
         "mrd_current_percent": [0.0, 0.0099, 0.01, 0.5],
         "courses_since_remission": [0, 1, 2, 3],
         "transplant_eligible": [True, False],
+        "prior_allogeneic_hsct": [False, False, True],
         "substantial_comorbidities": [True, False],
         "tki_available": [True, False],
     }

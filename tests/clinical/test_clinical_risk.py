@@ -221,8 +221,10 @@ def test_doses_shown_only_where_they_apply(guideline: Guideline) -> None:
     item = _item(guideline, small, "induction.four_drug_backbone")
     assert "82.5 IU/kg" in item.text
     assert "2500 IU/m²" not in item.text
-    infant = _doses(guideline, {**ADULT_B, "age_years": 0.9, "bsa_m2": 0.6})
-    assert set(infant) == {"pegaspargase"}
+    infant = {**ADULT_B, "age_years": 0.9, "bsa_m2": 0.6}
+    ids = guideline.assess(infant).ids()  # the infant protocol speaks, not the backbone
+    assert "induction.four_drug_backbone" not in ids
+    assert "population.infant_protocol" in ids
     assert _doses(guideline, {**fit, "age_years": 30, "bsa_m2": None}) == {}
 
 
@@ -234,9 +236,9 @@ def test_backbone_doses_follow_the_plans_regimen(guideline: Guideline) -> None:
     shown only for a plan on the source backbone, or a child whose plan names no regimen;
     population.adult_regimens is not shown beside a plan on the source backbone."""
     fit = {**ADULT_B, "bsa_m2": 1.8, "substantial_comorbidities": False}
-    for age in (0.5, 8, 16, 18, 21.9, 40, 64.9):
+    for age in (1.5, 8, 16, 18, 21.9, 40, 64.9):
         for regimen in ("ukall_xii_ecog_2993", "hyper_cvad", "other", None):
-            facts = {**fit, "age_years": age, "bsa_m2": 0.65 if age < 1 else 1.8}
+            facts = {**fit, "age_years": age, "bsa_m2": 0.65 if age < 2 else 1.8}
             if regimen:
                 facts["plan"] = {"regimen": regimen}
             assessment = guideline.assess(facts)

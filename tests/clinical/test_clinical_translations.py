@@ -140,17 +140,23 @@ def test_the_tki_figure_is_quoted_for_a_child_and_continue_is_said_on_a_tki(
     assert "80 %" in item.text
     assert "in children" in item.text
     assert "COG AALL0031 2009" in item.citations
-    for age, phase in ((8, "induction"), (40, "consolidation"), (40, "relapsed")):
+    for age, phase in ((8, "induction"), (40, "consolidation")):
         facts = {**CHILD, **REMISSION, "ph_status": "positive", "age_years": age,
                  "age_at_diagnosis_years": age, "phase": phase, "plan": {"tki": True},
-                 "relapse_count": 1 if phase == "relapsed" else 0,
-                 "relapse_site": "marrow" if phase == "relapsed" else None}
+                 "relapse_count": 0, "relapse_site": None}
         assert "ph.tki_required#continue" in _keys(guideline, facts)
         tki = _item(guideline, facts, "ph.tki_required")
         assert tki.text.startswith("Continue")
         assert "Add" not in tki.text
         assert "80 %" not in tki.text
         assert "audit.ph_without_tki" not in guideline.assess(facts).ids()
+    # At a relapse on a TKI the TKI is kept but chosen by the mutation result (issue 18).
+    relapsed = {**CHILD, **REMISSION, "ph_status": "positive", "age_years": 40,
+                "age_at_diagnosis_years": 40, "phase": "relapsed", "plan": {"tki": True},
+                "relapse_count": 1, "relapse_site": "marrow"}
+    assert "ph.tki_required#relapse_on_tki" in _keys(guideline, relapsed)
+    assert _item(guideline, relapsed, "ph.tki_required").text.startswith("Keep")
+    assert "audit.ph_without_tki" not in guideline.assess(relapsed).ids()
 
 
 # --- reduced intensity in every phase -------------------------------------------------------

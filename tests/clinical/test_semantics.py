@@ -115,6 +115,13 @@ NOTATION = re.compile(
     r"|\{[a-z_$.]+\}")
 
 
+def _diagnosed_as_child(facts: Mapping[str, Any], adult_age: float) -> bool:
+    """Diagnosed under the adult age: the child reading of unknown comorbidities follows
+    the age at diagnosis (docs/clinical-policy.md, hematologist review)."""
+    at_diagnosis = facts.get("age_at_diagnosis_years")
+    return isinstance(at_diagnosis, int | float) and at_diagnosis < adult_age
+
+
 def violations(assessment: Assessment, facts: Mapping[str, Any],
                adult_age: float) -> Iterator[tuple[str, str]]:
     """(property, detail) for every breach of the four properties in one assessment."""
@@ -123,7 +130,8 @@ def violations(assessment: Assessment, facts: Mapping[str, Any],
         if item.kind.value == "recommend":
             for entry in item.evidence:
                 reading = UNKNOWN_READINGS.get((item.id, entry.fact))
-                if reading is _CHILD_FITNESS and facts["age_years"] >= adult_age:
+                if reading is _CHILD_FITNESS and facts["age_years"] >= adult_age \
+                        and not _diagnosed_as_child(facts, adult_age):
                     reading = None
                 if entry.value is None and reading is None:
                     yield "recommend on an absent fact", f"{item.id} ← {entry.fact}"

@@ -59,6 +59,11 @@ UNKNOWN_READINGS: dict[tuple[str, str], str] = {
         "CNS3 chooses the CNS3 variant; an unknown status keeps the age-based wording, and "
         "data.cns_status asks for it (issue 18)",
     ("ph.tki_required", "plan.tki"): _PLAN + "; a plan on a TKI is told to continue it",
+    **{(rule, "complete_remission"): (
+        "maintenance is given in complete remission; only a record of 'not in remission' "
+        "withholds it (data.refractory_phase asks for the phase then) (issue 18 review)")
+       for rule in ("maintenance.regimen", "maintenance.duration",
+                    "maintenance.cns_directed_therapy")},
     ("ph.tki_required", "abl1_t315i"):
         "a TKI is mandatory (S30); a T315I mutation found only withholds the word continue "
         "(ph.t315i_ponatinib speaks); an untested one is no mutation found",

@@ -36,7 +36,7 @@ CR2 = {"patient_id": "mrd-cr2", "age_years": 31, "age_at_diagnosis_years": 28, "
        "phase": "relapsed", "complete_remission": True, "weeks_to_complete_remission": 3,
        "mrd_end_of_induction_percent": 0.002, "relapse_count": 1, "relapse_site": "marrow",
        "remission_number": 2, "mrd_current_percent": {"value": 8e-4, "unit": "fraction"},
-       "courses_since_remission": 0, "transplant_eligible": True,
+       "courses_since_remission": 0, "transplant_eligible": True, "prior_allogeneic_hsct": False,
        "plan": {"allogeneic_hsct": True, "mrd_monitoring": True, "systemic_therapy": True}}
 
 

@@ -120,7 +120,8 @@ def test_every_variant_is_explained(guideline: Guideline) -> None:
     facts = {**ADULT_HIGH_RISK, "age_years": 8, "phase": "induction"}
     explanation = guideline.explain(facts, "induction.steroid_choice")
     assert [(v.variant, v.fired) for v in explanation.variants] == [("young_child", True),
-                                                                  ("older", False)]
+                                                                  ("older", False),
+                                                                  ("cns3", False)]
 
 
 def test_nearest_misses_rank_a_rule_just_under_its_threshold_first(guideline: Guideline

@@ -193,16 +193,25 @@ def _fetching(fhir_base: str, **prefetch: Any) -> dict[str, Any]:
             "fhirAuthorization": TOKEN}
 
 
+def _through_server(fhir_app: Any, code_map: str, prefetch: dict[str, Any] | None = None,
+                    **settings: Any) -> tuple[Any, Recording, str]:
+    """Call the service with *prefetch*, a FHIR server (*fhir_app*, on loopback) configured
+    for the caller: the response, the recording guideline and the server's base URL."""
+    recording = Recording()
+    with running(fhir_app, free_port()) as fhir_base:
+        port = free_port()
+        app = _app(port, recording, code_map, fhir_servers={ISSUER: [f"{fhir_base}/fhir"]},
+                   **settings)
+        with running(app, port) as server:
+            response = call(server, PATH, _fetching(fhir_base, **(prefetch or {})))
+    return response, recording, fhir_base
+
+
 def test_missing_prefetch_fetches_procedures_too(code_map: str) -> None:
     """Without prefetch, the configured FHIR server is asked for the Procedures as well (with
     the token), and a completed HSCT there reaches the assessment."""
     stub = FhirStub(_with_procedure(procedure()))
-    recording = Recording()
-    with running(stub.app, free_port()) as fhir_base:
-        port = free_port()
-        app = _app(port, recording, code_map, fhir_servers={ISSUER: [f"{fhir_base}/fhir"]})
-        with running(app, port) as server:
-            response = call(server, PATH, _fetching(fhir_base))
+    response, recording, fhir_base = _through_server(stub.app, code_map)
     assert response.status_code == 200, response.text
     assert sorted(url.removeprefix(fhir_base) for url, _ in stub.seen) == [
         "/fhir/Condition?patient=p1", "/fhir/Observation?patient=p1", "/fhir/Patient/p1",
@@ -215,13 +224,8 @@ def test_only_procedures_missing_fetches_only_procedures(code_map: str) -> None:
     """The rest prefetched, the Procedures not: only they are fetched from the trusted
     server."""
     stub = FhirStub(_with_procedure(procedure("CRT", ident="crt-1")))
-    recording = Recording()
     prefetch = hook_request("patient-view", copy.deepcopy(ADULT_PH))["prefetch"]
-    with running(stub.app, free_port()) as fhir_base:
-        port = free_port()
-        app = _app(port, recording, code_map, fhir_servers={ISSUER: [f"{fhir_base}/fhir"]})
-        with running(app, port) as server:
-            response = call(server, PATH, _fetching(fhir_base, **prefetch))
+    response, recording, fhir_base = _through_server(stub.app, code_map, prefetch)
     assert response.status_code == 200, response.text
     assert [url.removeprefix(fhir_base) for url, _ in stub.seen] == [
         "/fhir/Procedure?patient=p1"]
@@ -247,12 +251,7 @@ def test_fetched_procedure_of_another_patient_is_refused(code_map: str) -> None:
     """What the FHIR server returns is checked like prefetch: a Procedure of another patient
     is not used (412, as for an Observation of another patient)."""
     stub = FhirStub(_with_procedure(procedure(subject="Patient/p2")))
-    recording = Recording()
-    with running(stub.app, free_port()) as fhir_base:
-        port = free_port()
-        app = _app(port, recording, code_map, fhir_servers={ISSUER: [f"{fhir_base}/fhir"]})
-        with running(app, port) as server:
-            response = call(server, PATH, _fetching(fhir_base))
+    response, recording, _ = _through_server(stub.app, code_map)
     assert response.status_code == 412
     assert response.json()["code"] == "fhir_server_failed"
     assert "Procedure/hsct-1: subject is another patient" in response.json()["error"]
@@ -282,14 +281,9 @@ def test_procedure_search_the_server_cannot_give_says_the_record_may_be_incomple
         return JSONResponse({"resourceType": "OperationOutcome"}, status_code=403)
 
     refusing = Starlette(routes=[Route("/fhir/{kind}", failing)])
-    recording = Recording()
     prefetch = hook_request("patient-view", copy.deepcopy(ADULT_PH))["prefetch"]
-    with running(refusing, free_port()) as fhir_base:
-        port = free_port()
-        app = _app(port, recording, code_map, fhir_servers={ISSUER: [f"{fhir_base}/fhir"]},
-                   fetch_timeout_seconds=1.0)
-        with running(app, port) as server:
-            response = call(server, PATH, _fetching(fhir_base, **prefetch))
+    response, recording, _ = _through_server(refusing, code_map, prefetch,
+                                             fetch_timeout_seconds=1.0)
     assert response.status_code == 200, response.text
     assert asked == ["/fhir/Procedure"]
     cards = response.json()["cards"]
@@ -305,12 +299,7 @@ def test_required_search_failing_is_still_412(code_map: str) -> None:
     call is 412 as before, whatever the Procedures."""
     stub = FhirStub(Observation={"link": [{"relation": "next",
                                            "url": "http://127.0.0.1:9/fhir/Observation?p=2"}]})
-    recording = Recording()
-    with running(stub.app, free_port()) as fhir_base:
-        port = free_port()
-        app = _app(port, recording, code_map, fhir_servers={ISSUER: [f"{fhir_base}/fhir"]})
-        with running(app, port) as server:
-            response = call(server, PATH, _fetching(fhir_base))
+    response, recording, _ = _through_server(stub.app, code_map)
     assert response.status_code == 412
     assert response.json()["code"] == "fhir_server_failed"
     assert recording.facts == []

@@ -139,6 +139,11 @@ def _number(ge: float, le: float, description: str) -> Any:
     return Field(default=None, ge=ge, le=le, description=description)
 
 
+def _flag(meaning: str, absent: str = "unknown") -> Any:
+    """An optional yes/no fact: what true means, and what its absence means."""
+    return Field(default=None, description=f"{meaning}; absent: {absent}")
+
+
 Number = Annotated[float, Strict()]
 Count = Annotated[int, Strict()]
 Flag = Annotated[bool, Strict()]
@@ -325,32 +330,23 @@ class PatientFacts(_Strict):
     ph_status: PhStatus | None = None
     wbc_at_diagnosis_10e9_per_l: Number | None = _number(0, 2000, "leukocytes, ×10⁹/L")
     cns_status: CnsStatus | None = None
-    testicular_involvement: Flag | None = Field(
-        default=None, description="testicular leukemia at diagnosis; absent: unknown")
-    testicular_involvement_end_of_induction: Flag | None = Field(
-        default=None, description="testicular leukemia still present at the end of induction "
-        "(after testicular involvement at diagnosis); absent: unknown")
+    testicular_involvement: Flag | None = _flag("testicular leukemia at diagnosis")
+    testicular_involvement_end_of_induction: Flag | None = _flag(
+        "testicular leukemia still present at the end of induction (after testicular "
+        "involvement at diagnosis)")
     kmt2a_rearranged: Flag | None = None
-    hypodiploidy: Flag | None = Field(
-        default=None, description="hypodiploid leukemia: fewer than 44 chromosomes (or a DNA "
-        "index that means it); absent: unknown")
-    high_hyperdiploidy: Flag | None = Field(
-        default=None, description="high hyperdiploidy: 51 to 67 chromosomes; absent: unknown")
-    etv6_runx1: Flag | None = Field(
-        default=None, description="ETV6::RUNX1 fusion, t(12;21); absent: unknown")
-    iamp21: Flag | None = Field(
-        default=None, description="intrachromosomal amplification of chromosome 21; absent: "
-        "unknown")
-    tcf3_hlf: Flag | None = Field(
-        default=None, description="TCF3::HLF fusion, t(17;19); absent: unknown")
-    ph_like: Flag | None = Field(
-        default=None, description="Ph-like (BCR::ABL1-like) ALL by expression profile or a "
-        "defining kinase lesion; absent: unknown")
-    abl1_t315i: Flag | None = Field(
-        default=None, description="ABL1 kinase-domain T315I mutation found (Ph-positive disease, "
-        "tested at relapse or on resistance); absent: not tested or unknown")
-    down_syndrome: Flag | None = Field(
-        default=None, description="Down syndrome (constitutional trisomy 21); absent: unknown")
+    hypodiploidy: Flag | None = _flag(
+        "hypodiploid leukemia: fewer than 44 chromosomes (or a DNA index that means it)")
+    high_hyperdiploidy: Flag | None = _flag("high hyperdiploidy: 51 to 67 chromosomes")
+    etv6_runx1: Flag | None = _flag("ETV6::RUNX1 fusion, t(12;21)")
+    iamp21: Flag | None = _flag("intrachromosomal amplification of chromosome 21")
+    tcf3_hlf: Flag | None = _flag("TCF3::HLF fusion, t(17;19)")
+    ph_like: Flag | None = _flag(
+        "Ph-like (BCR::ABL1-like) ALL by expression profile or a defining kinase lesion")
+    abl1_t315i: Flag | None = _flag(
+        "ABL1 kinase-domain T315I mutation found (Ph-positive disease, tested at relapse or "
+        "on resistance)", "not tested or unknown")
+    down_syndrome: Flag | None = _flag("Down syndrome (constitutional trisomy 21)")
     cd19_positive: Flag | None = None
     cd22_positive: Flag | None = None
     phase: Phase | None = Field(
@@ -374,12 +370,10 @@ class PatientFacts(_Strict):
     mrd_current_percent: MrdPercent | None = _mrd("latest, in the current remission:")
     courses_since_remission: Count | None = Field(default=None, ge=0, le=50)
     transplant_eligible: Flag | None = None
-    prior_allogeneic_hsct: Flag | None = Field(
-        default=None, description="an allogeneic HSCT was given before this assessment; absent: "
-        "unknown")
-    prior_cranial_irradiation: Flag | None = Field(
-        default=None, description="cranial (or craniospinal) irradiation was given before this "
-        "assessment; absent: unknown")
+    prior_allogeneic_hsct: Flag | None = _flag(
+        "an allogeneic HSCT was given before this assessment")
+    prior_cranial_irradiation: Flag | None = _flag(
+        "cranial (or craniospinal) irradiation was given before this assessment")
     substantial_comorbidities: Flag | None = None
     tki_available: Flag | None = None
     resource_level: ResourceLevel | None = None
